@@ -1,0 +1,280 @@
+//! Command-line interface: argument parsing and the commands that need no server.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine::{
+    self, ChatMessage, FinishReason, GenerateRequest, LoadedModel, Prompt, Sampling,
+};
+use crate::models::{self, FileState};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "leadgate",
+    version,
+    about = "Qualifies chat leads with a local language model"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs the model on one prompt and prints its output; speeds go to standard error.
+    Generate(GenerateArgs),
+    /// Fetches, lists and verifies model files.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Prints the token ids of a text as JSON, control-token text parsed as control tokens.
+    Tokenize(TokenizeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TokenizeArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// The text to tokenize.
+    #[arg(long)]
+    pub text: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ModelArgs {
+    /// A GGUF path, a model name from `leadgate model list`, or hf:OWNER/REPO/FILE.gguf.
+    #[arg(long, env = "LEADGATE_MODEL", default_value = models::DEFAULT_MODEL)]
+    pub model: String,
+
+    /// Threads for the model's computations; by default one per core.
+    #[arg(long, env = "LEADGATE_THREADS")]
+    pub threads: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
+
+    /// The user message.
+    #[arg(long)]
+    pub prompt: String,
+
+    /// A system message placed before the user message.
+    #[arg(long)]
+    pub system: Option<String>,
+
+    /// Use the prompt as it is, without the chat template.
+    #[arg(long, conflicts_with = "system")]
+    pub raw: bool,
+
+    /// A JSON Schema file the output must match.
+    #[arg(long)]
+    pub schema: Option<PathBuf>,
+
+    /// The most tokens to generate.
+    #[arg(long, default_value_t = 256)]
+    pub max_tokens: usize,
+
+    /// Sampling temperature; 0 picks the most likely token every time.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+
+    /// Nucleus sampling: keep the most likely tokens whose probabilities add up to this.
+    #[arg(long, default_value_t = 0.95)]
+    pub top_p: f32,
+
+    /// Seed of the sampler, for repeatable sampling.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Downloads a known model with `models/fetch` and verifies its SHA-256.
+    Fetch {
+        /// Model names, as `leadgate model list` shows them.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Lists the known models and whether each is present.
+    List,
+    /// Verifies the size and SHA-256 of present model files (all, or the named ones).
+    Check { names: Vec<String> },
+}
+
+/// Applies `--threads` and loads the model named by `--model`.
+pub fn load_model(args: &ModelArgs) -> anyhow::Result<LoadedModel> {
+    if let Some(threads) = args.threads {
+        engine::set_threads(threads);
+    }
+    let path = models::resolve(&args.model, &models::models_dir())?;
+    let model =
+        LoadedModel::load(&path).with_context(|| format!("cannot load {}", path.display()))?;
+    let info = model.info();
+    eprintln!(
+        "loaded {} ({}, {:.0} MB) in {:.2} s",
+        path.display(),
+        info.architecture,
+        info.file_bytes as f64 / 1e6,
+        info.load_ms / 1000.0
+    );
+    Ok(model)
+}
+
+pub fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
+    let schema = match &args.schema {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read schema file {}", path.display()))?;
+            let value: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("schema file {} is not valid JSON", path.display()))?;
+            Some(value)
+        }
+        None => None,
+    };
+    let prompt = if args.raw {
+        Prompt::Text(args.prompt.clone())
+    } else {
+        let mut messages = Vec::new();
+        if let Some(system) = &args.system {
+            messages.push(ChatMessage::system(system.clone()));
+        }
+        messages.push(ChatMessage::user(args.prompt.clone()));
+        Prompt::Chat(messages)
+    };
+    let sampling = if args.temperature > 0.0 {
+        Sampling::TopP {
+            temperature: args.temperature,
+            top_p: args.top_p,
+            seed: args.seed,
+        }
+    } else {
+        Sampling::Greedy
+    };
+    let mut model = load_model(&args.model)?;
+    let request = GenerateRequest {
+        prompt,
+        schema,
+        max_tokens: args.max_tokens,
+        sampling,
+    };
+    let prepared = model.prepare(&request)?;
+    let generation = model.generate(prepared, &|| false)?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", generation.text)?;
+    let t = &generation.timings;
+    eprintln!(
+        "prompt: {} tokens in {:.0} ms ({:.1} tokens/s); generated: {} tokens ({} forced) \
+         in {:.0} ms ({:.1} tokens/s)",
+        t.prompt_tokens,
+        t.prompt_ms,
+        t.prompt_tokens as f64 / (t.prompt_ms / 1000.0).max(1e-9),
+        t.generated_tokens,
+        t.forced_tokens,
+        t.generate_ms,
+        t.generated_tokens as f64 / (t.generate_ms / 1000.0).max(1e-9),
+    );
+    if generation.finish_reason == FinishReason::Length && request.schema.is_some() {
+        eprintln!(
+            "error: the output was truncated at {} tokens and is not valid JSON; \
+             raise --max-tokens",
+            request.max_tokens
+        );
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn tokenize(args: TokenizeArgs) -> anyhow::Result<ExitCode> {
+    let model = load_model(&args.model)?;
+    let ids = model.tokenizer().encode_special(&args.text)?;
+    println!("{}", serde_json::to_string(&ids)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn model_command(command: ModelCommand) -> anyhow::Result<ExitCode> {
+    let dir = models::models_dir();
+    match command {
+        ModelCommand::Fetch { names } => {
+            for name in &names {
+                models::find(name)?;
+            }
+            let script = dir.join("fetch");
+            if !script.is_file() {
+                bail!(
+                    "the fetch script {} does not exist; run leadgate from the repository \
+                     folder or set LEADGATE_MODELS_DIR",
+                    script.display()
+                );
+            }
+            let status = std::process::Command::new(&script)
+                .args(&names)
+                .status()
+                .with_context(|| format!("cannot run {}", script.display()))?;
+            Ok(if status.success() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        ModelCommand::List => {
+            println!(
+                "{:<30} {:<9} {:>8}  {:<8} file",
+                "name", "role", "MB", "present"
+            );
+            for entry in models::catalog() {
+                let present = dir.join(&entry.file).is_file();
+                println!(
+                    "{:<30} {:<9} {:>8.0}  {:<8} {}",
+                    entry.name,
+                    entry.role,
+                    entry.bytes as f64 / 1e6,
+                    if present { "yes" } else { "no" },
+                    dir.join(&entry.file).display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ModelCommand::Check { names } => {
+            let mut failed = false;
+            for entry in models::catalog() {
+                if !names.is_empty() && !names.contains(&entry.name) {
+                    continue;
+                }
+                let state = models::check(&entry, &dir)?;
+                let verdict = match &state {
+                    FileState::Verified => "ok".to_string(),
+                    FileState::Missing if names.is_empty() => continue,
+                    FileState::Missing => "missing".to_string(),
+                    FileState::WrongSize { actual } => {
+                        format!("wrong size: {actual} bytes, expected {}", entry.bytes)
+                    }
+                    FileState::WrongHash { actual } => {
+                        format!("wrong SHA-256: {actual}, expected {}", entry.sha256)
+                    }
+                };
+                failed |= state != FileState::Verified;
+                println!("{}: {verdict}", entry.name);
+            }
+            Ok(if failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Generate(args) => generate(args),
+        Command::Model(command) => model_command(command),
+        Command::Tokenize(args) => tokenize(args),
+    }
+}

@@ -1,0 +1,32 @@
+//! The inference engine: GGUF models run with candle on the CPU, output optionally held to
+//! a JSON schema.
+//!
+//! The engine takes text and returns text; it knows nothing of leads, HTTP or storage.
+//! Callers must hand it text that is already redacted.
+
+pub mod chat;
+pub mod constraint;
+pub mod error;
+pub mod generate;
+pub mod model;
+mod requant;
+pub mod sampling;
+pub mod tokenizer;
+pub mod worker;
+
+pub use chat::{ChatMessage, Role};
+pub use error::EngineError;
+pub use generate::{
+    FinishReason, GenerateRequest, Generation, LoadedModel, ModelInfo, Prompt, Timings,
+};
+pub use sampling::Sampling;
+pub use worker::{Engine, EngineStats};
+
+/// Sets the number of threads candle computes with. It takes effect only before the first
+/// tensor operation, because candle builds its thread pool once.
+pub fn set_threads(threads: usize) {
+    let threads = threads.max(1).to_string();
+    // Call this before other threads start: writing the environment races with readers.
+    std::env::set_var("CANDLE_NUM_THREADS", &threads);
+    std::env::set_var("RAYON_NUM_THREADS", &threads);
+}

@@ -1,0 +1,485 @@
+//! The transformer forward pass for GGUF models of the `qwen2` and `llama` architectures.
+//!
+//! candle ships both models, but their key-value caches live in private fields, so a prefix
+//! cannot be snapshotted and shared. Here the model holds only weights and takes `&self`;
+//! the cache is a separate [`KvCache`] value that the caller owns. Cached tensors are never
+//! written in place (each step concatenates into new tensors), so cloning a cache is cheap
+//! and a clone can never see tokens appended to another.
+
+use candle_core::quantized::{gguf_file, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Tensor, D};
+use std::io::{Read, Seek};
+use std::sync::Arc;
+
+use super::error::{EngineError, Result};
+
+/// Architectures this module runs, by their GGUF `general.architecture` name.
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["qwen2", "llama"];
+
+/// How rotary position embeddings pair the dimensions of a head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RopeStyle {
+    /// Pairs (i, i + d/2): GGUF files of `qwen2` (llama.cpp's NEOX mode).
+    Halves,
+    /// Pairs (2i, 2i + 1): GGUF files of `llama`, whose converter permutes the q and k rows.
+    Interleaved,
+}
+
+/// Hyperparameters read from the GGUF metadata.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    pub architecture: String,
+    pub n_layer: usize,
+    pub n_head: usize,
+    pub n_kv_head: usize,
+    pub head_dim: usize,
+    pub n_embd: usize,
+    pub context_length: usize,
+    pub rms_norm_eps: f32,
+    pub rope_base: f32,
+    pub rope_style: RopeStyle,
+    pub vocab_size: usize,
+}
+
+/// Which positions of a forward pass return logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Logits {
+    /// Only the last position: the usual case while generating.
+    Last,
+    /// Every position of the input, in order.
+    All,
+}
+
+/// The key-value cache of one sequence: per layer, keys and values of shape
+/// `(1, n_kv_head, len, head_dim)`.
+#[derive(Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    len: usize,
+}
+
+impl KvCache {
+    /// Returns the number of positions the cache holds.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// A weight matrix used as `x @ W^T`.
+struct Linear {
+    weight: QMatMul,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        let ys = self.weight.forward(xs)?;
+        match &self.bias {
+            Some(bias) => ys.broadcast_add(bias),
+            None => Ok(ys),
+        }
+    }
+}
+
+struct Layer {
+    attn_norm: Tensor,
+    wq: Linear,
+    wk: Linear,
+    wv: Linear,
+    wo: Linear,
+    ffn_norm: Tensor,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+/// Weights of a decoder-only transformer, shared read-only by every sequence.
+pub struct Model {
+    config: ModelConfig,
+    embeddings: Arc<QTensor>,
+    layers: Vec<Layer>,
+    output_norm: Tensor,
+    output: QMatMul,
+    cos: Tensor,
+    sin: Tensor,
+    device: Device,
+}
+
+struct GgufReader<'a, R> {
+    content: &'a gguf_file::Content,
+    reader: &'a mut R,
+    device: &'a Device,
+    path: &'a std::path::Path,
+}
+
+impl<R: Read + Seek> GgufReader<'_, R> {
+    fn invalid(&self, message: String) -> EngineError {
+        EngineError::InvalidGguf {
+            path: self.path.to_path_buf(),
+            message,
+        }
+    }
+
+    fn metadata(&self, key: &str) -> Result<&gguf_file::Value> {
+        self.content
+            .metadata
+            .get(key)
+            .ok_or_else(|| self.invalid(format!("missing metadata key `{key}`")))
+    }
+
+    fn usize(&self, key: &str) -> Result<usize> {
+        let value = self.metadata(key)?;
+        value
+            .to_u32()
+            .map(|v| v as usize)
+            .or_else(|_| value.to_u64().map(|v| v as usize))
+            .map_err(|_| self.invalid(format!("metadata key `{key}` is not an integer")))
+    }
+
+    fn f32_or(&self, key: &str, default: f32) -> Result<f32> {
+        match self.content.metadata.get(key) {
+            None => Ok(default),
+            Some(value) => value
+                .to_f32()
+                .map_err(|_| self.invalid(format!("metadata key `{key}` is not a number"))),
+        }
+    }
+
+    fn has_tensor(&self, name: &str) -> bool {
+        self.content.tensor_infos.contains_key(name)
+    }
+
+    fn qtensor(&mut self, name: &str) -> Result<QTensor> {
+        if !self.has_tensor(name) {
+            return Err(self.invalid(format!("missing tensor `{name}`")));
+        }
+        self.content
+            .tensor(self.reader, name, self.device)
+            .map_err(|e| self.invalid(format!("cannot read tensor `{name}`: {e}")))
+    }
+
+    fn dense(&mut self, name: &str) -> Result<Tensor> {
+        let qt = self.qtensor(name)?;
+        Ok(qt.dequantize(self.device)?)
+    }
+
+    fn matmul(&mut self, name: &str) -> Result<QMatMul> {
+        let qt = super::requant::q5_0_as_q8_0(self.qtensor(name)?, self.device)?;
+        Ok(QMatMul::from_qtensor(qt)?)
+    }
+
+    fn linear(&mut self, name: &str, bias: Option<&str>) -> Result<Linear> {
+        let weight = self.matmul(name)?;
+        let bias = match bias {
+            Some(bias) if self.has_tensor(bias) => Some(self.dense(bias)?),
+            _ => None,
+        };
+        Ok(Linear { weight, bias })
+    }
+}
+
+fn read_config<R: Read + Seek>(
+    gguf: &GgufReader<'_, R>,
+    architecture: &str,
+) -> Result<ModelConfig> {
+    let key = |name: &str| format!("{architecture}.{name}");
+    let n_head = gguf.usize(&key("attention.head_count"))?;
+    let n_embd = gguf.usize(&key("embedding_length"))?;
+    let n_kv_head = gguf
+        .usize(&key("attention.head_count_kv"))
+        .unwrap_or(n_head);
+    let head_dim = gguf
+        .usize(&key("attention.key_length"))
+        .unwrap_or(n_embd / n_head.max(1));
+    if n_head == 0 || n_kv_head == 0 || n_head % n_kv_head != 0 {
+        return Err(gguf.invalid(format!(
+            "head counts {n_head} and {n_kv_head} do not divide evenly"
+        )));
+    }
+    let rope_style = match architecture {
+        "qwen2" => RopeStyle::Halves,
+        _ => RopeStyle::Interleaved,
+    };
+    let embd_dims = gguf
+        .content
+        .tensor_infos
+        .get("token_embd.weight")
+        .map(|info| info.shape.dims().to_vec())
+        .ok_or_else(|| gguf.invalid("missing tensor `token_embd.weight`".into()))?;
+    Ok(ModelConfig {
+        architecture: architecture.to_string(),
+        n_layer: gguf.usize(&key("block_count"))?,
+        n_head,
+        n_kv_head,
+        head_dim,
+        n_embd,
+        context_length: gguf.usize(&key("context_length"))?,
+        rms_norm_eps: gguf.f32_or(&key("attention.layer_norm_rms_epsilon"), 1e-6)?,
+        rope_base: gguf.f32_or(&key("rope.freq_base"), 10_000.0)?,
+        rope_style,
+        vocab_size: embd_dims[0],
+    })
+}
+
+/// Tables of cos and sin of shape `(positions, head_dim / 2)`.
+fn rope_tables(config: &ModelConfig, device: &Device) -> Result<(Tensor, Tensor)> {
+    let half = config.head_dim / 2;
+    let inv_freq: Vec<f32> = (0..half)
+        .map(|i| {
+            1.0 / config
+                .rope_base
+                .powf(2.0 * i as f32 / config.head_dim as f32)
+        })
+        .collect();
+    let inv_freq = Tensor::from_vec(inv_freq, (1, half), device)?;
+    let positions = Tensor::arange(0u32, config.context_length as u32, device)?
+        .to_dtype(DType::F32)?
+        .reshape((config.context_length, 1))?;
+    let angles = positions.matmul(&inv_freq)?;
+    Ok((angles.cos()?, angles.sin()?))
+}
+
+impl Model {
+    /// Loads the weights of a `qwen2` or `llama` GGUF file, reading each tensor once.
+    ///
+    /// # Errors
+    /// [`EngineError::UnsupportedArchitecture`] for any other `general.architecture`, and
+    /// [`EngineError::InvalidGguf`] naming the missing key or tensor.
+    pub fn load<R: Read + Seek>(
+        content: &gguf_file::Content,
+        reader: &mut R,
+        path: &std::path::Path,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut gguf = GgufReader {
+            content,
+            reader,
+            device,
+            path,
+        };
+        let architecture = gguf
+            .metadata("general.architecture")?
+            .to_string()
+            .map_err(|_| gguf.invalid("`general.architecture` is not a string".into()))?
+            .clone();
+        if !SUPPORTED_ARCHITECTURES.contains(&architecture.as_str()) {
+            return Err(EngineError::UnsupportedArchitecture { architecture });
+        }
+        let config = read_config(&gguf, &architecture)?;
+
+        let embeddings = Arc::new(gguf.qtensor("token_embd.weight")?);
+        let output = if gguf.has_tensor("output.weight") {
+            gguf.matmul("output.weight")?
+        } else {
+            // Tied embeddings: the output projection reuses the embedding matrix.
+            let qt = gguf.qtensor("token_embd.weight")?;
+            QMatMul::from_qtensor(super::requant::q5_0_as_q8_0(qt, device)?)?
+        };
+        let output_norm = gguf.dense("output_norm.weight")?;
+
+        let mut layers = Vec::with_capacity(config.n_layer);
+        for i in 0..config.n_layer {
+            let name = |suffix: &str| format!("blk.{i}.{suffix}");
+            layers.push(Layer {
+                attn_norm: gguf.dense(&name("attn_norm.weight"))?,
+                wq: gguf.linear(&name("attn_q.weight"), Some(&name("attn_q.bias")))?,
+                wk: gguf.linear(&name("attn_k.weight"), Some(&name("attn_k.bias")))?,
+                wv: gguf.linear(&name("attn_v.weight"), Some(&name("attn_v.bias")))?,
+                wo: gguf.linear(&name("attn_output.weight"), None)?,
+                ffn_norm: gguf.dense(&name("ffn_norm.weight"))?,
+                gate: gguf.linear(&name("ffn_gate.weight"), None)?,
+                up: gguf.linear(&name("ffn_up.weight"), None)?,
+                down: gguf.linear(&name("ffn_down.weight"), None)?,
+            });
+        }
+        let (cos, sin) = rope_tables(&config, device)?;
+        Ok(Self {
+            config,
+            embeddings,
+            layers,
+            output_norm,
+            output,
+            cos,
+            sin,
+            device: device.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Creates an empty cache for a new sequence.
+    pub fn new_cache(&self) -> KvCache {
+        KvCache {
+            layers: vec![None; self.layers.len()],
+            len: 0,
+        }
+    }
+
+    /// Runs `tokens` after the positions already in `cache`, appends their keys and values
+    /// to it, and returns logits of shape `(1, vocab)` for [`Logits::Last`] or
+    /// `(tokens.len(), vocab)` for [`Logits::All`].
+    pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, logits: Logits) -> Result<Tensor> {
+        let seq_len = tokens.len();
+        let start = cache.len;
+        if seq_len == 0 {
+            return Err(EngineError::InvalidParameter {
+                name: "tokens",
+                message: "a forward pass needs at least one token".into(),
+            });
+        }
+        if start + seq_len > self.config.context_length {
+            return Err(EngineError::PromptTooLong {
+                tokens: start + seq_len,
+                limit: self.config.context_length,
+            });
+        }
+        if cache.layers.len() != self.layers.len() {
+            cache.layers = vec![None; self.layers.len()];
+        }
+        let ids = Tensor::new(tokens, &self.device)?;
+        let mut xs = self.embeddings.embedding(&ids)?.unsqueeze(0)?;
+        let cos = self.cos.narrow(0, start, seq_len)?;
+        let sin = self.sin.narrow(0, start, seq_len)?;
+        let group = self.config.n_head / self.config.n_kv_head;
+        let mask = causal_mask(seq_len, start, group, &self.device)?;
+        for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
+            xs = self.layer_forward(layer, &xs, slot, &cos, &sin, mask.as_ref())?;
+        }
+        cache.len += seq_len;
+
+        let xs = match logits {
+            Logits::Last => xs.narrow(1, seq_len - 1, 1)?,
+            Logits::All => xs,
+        };
+        let xs = candle_nn::ops::rms_norm(&xs, &self.output_norm, self.config.rms_norm_eps)?;
+        let out = self.output.forward(&xs.squeeze(0)?)?;
+        Ok(out)
+    }
+
+    fn layer_forward(
+        &self,
+        layer: &Layer,
+        xs: &Tensor,
+        cache: &mut Option<(Tensor, Tensor)>,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let cfg = &self.config;
+        let (_, seq_len, _) = xs.dims3()?;
+        let hidden = candle_nn::ops::rms_norm(xs, &layer.attn_norm, cfg.rms_norm_eps)?;
+
+        let heads = |t: Tensor, n: usize| -> candle_core::Result<Tensor> {
+            t.reshape((1, seq_len, n, cfg.head_dim))?
+                .transpose(1, 2)?
+                .contiguous()
+        };
+        let q = heads(layer.wq.forward(&hidden)?, cfg.n_head)?;
+        let k = heads(layer.wk.forward(&hidden)?, cfg.n_kv_head)?;
+        let v = heads(layer.wv.forward(&hidden)?, cfg.n_kv_head)?;
+        let (q, k) = match cfg.rope_style {
+            RopeStyle::Halves => (
+                candle_nn::rotary_emb::rope(&q, cos, sin)?,
+                candle_nn::rotary_emb::rope(&k, cos, sin)?,
+            ),
+            RopeStyle::Interleaved => (
+                candle_nn::rotary_emb::rope_i(&q, cos, sin)?,
+                candle_nn::rotary_emb::rope_i(&k, cos, sin)?,
+            ),
+        };
+        let (k, v) = match cache.take() {
+            Some((k_past, v_past)) => (
+                Tensor::cat(&[&k_past, &k], 2)?,
+                Tensor::cat(&[&v_past, &v], 2)?,
+            ),
+            None => (k, v),
+        };
+        *cache = Some((k.clone(), v.clone()));
+
+        let attn = grouped_attention(&q, &k, &v, cfg, mask)?;
+        let attn = attn
+            .transpose(1, 2)?
+            .reshape((1, seq_len, cfg.n_head * cfg.head_dim))?;
+        let xs = (layer.wo.forward(&attn)? + xs)?;
+
+        let hidden = candle_nn::ops::rms_norm(&xs, &layer.ffn_norm, cfg.rms_norm_eps)?;
+        let gate = candle_nn::ops::silu(&layer.gate.forward(&hidden)?)?;
+        let up = layer.up.forward(&hidden)?;
+        let ffn = layer.down.forward(&(gate * up)?)?;
+        Ok((ffn + xs)?)
+    }
+}
+
+/// Attention where each key-value head serves `n_head / n_kv_head` query heads.
+///
+/// The query heads that share a key-value head are stacked along the sequence axis, so
+/// keys and values are used as stored instead of being repeated per query head.
+fn grouped_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    cfg: &ModelConfig,
+    mask: Option<&Tensor>,
+) -> candle_core::Result<Tensor> {
+    let (_, _, seq_len, head_dim) = q.dims4()?;
+    let group = cfg.n_head / cfg.n_kv_head;
+    let q = q.reshape((1, cfg.n_kv_head, group * seq_len, head_dim))?;
+    let scale = 1.0 / (head_dim as f64).sqrt();
+    let scores = (q.matmul(&k.t()?)? * scale)?;
+    let scores = match mask {
+        Some(mask) => scores.broadcast_add(mask)?,
+        None => scores,
+    };
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    probs.matmul(v)?.reshape((1, cfg.n_head, seq_len, head_dim))
+}
+
+/// An additive mask of shape `(group * seq_len, start + seq_len)` that hides future
+/// positions; `None` for a single token, which may see everything before it.
+fn causal_mask(
+    seq_len: usize,
+    start: usize,
+    group: usize,
+    device: &Device,
+) -> Result<Option<Tensor>> {
+    if seq_len == 1 {
+        return Ok(None);
+    }
+    let total = start + seq_len;
+    let mut values = Vec::with_capacity(group * seq_len * total);
+    for _ in 0..group {
+        for row in 0..seq_len {
+            let visible = start + row;
+            values.extend((0..total).map(|col| {
+                if col <= visible {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            }));
+        }
+    }
+    Ok(Some(Tensor::from_vec(
+        values,
+        (group * seq_len, total),
+        device,
+    )?))
+}
+
+/// Returns the index of the largest value of a `(1, vocab)` or `(vocab,)` logits tensor.
+pub fn argmax(logits: &Tensor) -> Result<u32> {
+    Ok(logits
+        .flatten_all()?
+        .argmax(D::Minus1)?
+        .to_scalar::<u32>()?)
+}
