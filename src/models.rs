@@ -187,13 +187,32 @@ pub fn resolve_hub(reference: &str, cache: &hf_hub::Cache) -> Result<PathBuf, Mo
         cache: cache.path().clone(),
         message,
     };
-    let api = hf_hub::api::sync::ApiBuilder::from_cache(cache.clone())
-        .with_progress(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .build()
-        .map_err(|e| hub_error(e.to_string()))?;
+    if hub_offline() {
+        return Err(hub_error(
+            "HF_HUB_OFFLINE is set, so nothing is downloaded; copy the file into the cache \
+             or unset HF_HUB_OFFLINE"
+                .into(),
+        ));
+    }
+    let mut builder = hf_hub::api::sync::ApiBuilder::from_cache(cache.clone())
+        .with_progress(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
+        builder = builder.with_endpoint(endpoint);
+    }
+    let api = builder.build().map_err(|e| hub_error(e.to_string()))?;
     api.repo(hub_repo)
         .get(file)
         .map_err(|e| hub_error(e.to_string()))
+}
+
+/// Returns true when `HF_HUB_OFFLINE` asks for the cache only (`1`, `true`, `yes`, `on`).
+fn hub_offline() -> bool {
+    std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
+        matches!(
+            v.trim().to_ascii_lowercase().as_str(),
+            "1" | "true" | "yes" | "on"
+        )
+    })
 }
 
 /// The result of checking a model file against the catalog.

@@ -167,15 +167,32 @@ impl LoadedModel {
                 message: e.to_string(),
             })?;
         let device = Device::Cpu;
-        let model = device.with_context(|| Model::load(&content, &mut reader, path, &device))?;
-        let tokenizer = TextTokenizer::load(&content, tokenizer_json_beside(path).as_deref())?;
-        let template_source = content
-            .metadata
-            .get("tokenizer.chat_template")
-            .and_then(|v| v.to_string().ok())
-            .cloned();
-        let template = ChatTemplate::new(template_source.as_deref())?;
-        let constraints = ConstraintFactory::new(&tokenizer, model.config().vocab_size)?;
+        let vocab_size = content
+            .tensor_infos
+            .get("token_embd.weight")
+            .map(|info| info.shape.dims()[0])
+            .unwrap_or(0);
+        // The tokenizer and the constraint's token trie take about as long to build as the
+        // weights take to read, so they are built on a second thread meanwhile.
+        let (model, text) = std::thread::scope(|scope| {
+            let text = scope.spawn(|| -> Result<_> {
+                let tokenizer =
+                    TextTokenizer::load(&content, tokenizer_json_beside(path).as_deref())?;
+                let template_source = content
+                    .metadata
+                    .get("tokenizer.chat_template")
+                    .and_then(|v| v.to_string().ok());
+                let template = ChatTemplate::new(template_source.map(|s| s.as_str()))?;
+                let constraints = ConstraintFactory::new(&tokenizer, vocab_size)?;
+                Ok((tokenizer, template, constraints))
+            });
+            let model = device.with_context(|| Model::load(&content, &mut reader, path, &device));
+            (model, text.join())
+        });
+        let model = model?;
+        let (tokenizer, template, constraints) = text.map_err(|_| EngineError::Tokenizer {
+            message: "the tokenizer thread panicked".into(),
+        })??;
         let info = ModelInfo {
             path: path.to_path_buf(),
             architecture: model.config().architecture.clone(),
@@ -354,8 +371,8 @@ impl LoadedModel {
                         *v = f32::NEG_INFINITY;
                     }
                 });
-                for i in allowed.len()..values.len() {
-                    values[i] = f32::NEG_INFINITY;
+                if let Some(beyond) = values.get_mut(allowed.len()..) {
+                    beyond.fill(f32::NEG_INFINITY);
                 }
             }
             let token = sampler

@@ -4,12 +4,13 @@
 //! The engine takes text and returns text; it knows nothing of leads, HTTP or storage.
 //! Callers must hand it text that is already redacted.
 
+mod attention;
 pub mod chat;
 pub mod constraint;
 pub mod error;
 pub mod generate;
+mod kernels;
 pub mod model;
-mod requant;
 pub mod sampling;
 pub mod tokenizer;
 pub mod worker;

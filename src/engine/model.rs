@@ -6,12 +6,14 @@
 //! written in place (each step concatenates into new tensors), so cloning a cache is cheap
 //! and a clone can never see tokens appended to another.
 
-use candle_core::quantized::{gguf_file, QMatMul, QTensor};
+use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor, D};
 use std::io::{Read, Seek};
 use std::sync::Arc;
 
+use super::attention::causal_attention;
 use super::error::{EngineError, Result};
+use super::kernels::Q5_0Matrix;
 
 /// Architectures this module runs, by their GGUF `general.architecture` name.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["qwen2", "llama"];
@@ -69,9 +71,49 @@ impl KvCache {
     }
 }
 
-/// A weight matrix used as `x @ W^T`.
+/// A weight matrix in the layout its quantization type runs fastest in.
+enum Weight {
+    Candle(QMatMul),
+    /// candle runs Q6K with one kernel for a single input row and another for several,
+    /// which round differently; a single row is sent as two so both cases share a kernel.
+    CandleBatchOnly(QMatMul),
+    Q5_0(Q5_0Matrix),
+}
+
+impl Weight {
+    fn new(qt: QTensor) -> candle_core::Result<Self> {
+        if qt.dtype() == GgmlDType::Q5_0 {
+            if let [rows, cols] = qt.shape().dims() {
+                if let Some(matrix) = Q5_0Matrix::new(*rows, *cols, qt.data()?.into_owned()) {
+                    return Ok(Weight::Q5_0(matrix));
+                }
+            }
+        }
+        if qt.dtype() == GgmlDType::Q6K && cfg!(target_arch = "x86_64") {
+            return Ok(Weight::CandleBatchOnly(QMatMul::from_qtensor(qt)?));
+        }
+        Ok(Weight::Candle(QMatMul::from_qtensor(qt)?))
+    }
+
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        match self {
+            Weight::Candle(weight) => weight.forward(xs),
+            Weight::CandleBatchOnly(weight) => {
+                let rows = xs.elem_count() / xs.dim(D::Minus1)?;
+                if rows != 1 {
+                    return weight.forward(xs);
+                }
+                let doubled = Tensor::cat(&[xs, xs], xs.rank() - 2)?;
+                weight.forward(&doubled)?.narrow(xs.rank() - 2, 0, 1)
+            }
+            Weight::Q5_0(weight) => weight.forward(xs),
+        }
+    }
+}
+
+/// A weight matrix used as `x @ W^T`, with an optional bias.
 struct Linear {
-    weight: QMatMul,
+    weight: Weight,
     bias: Option<Tensor>,
 }
 
@@ -103,7 +145,7 @@ pub struct Model {
     embeddings: Arc<QTensor>,
     layers: Vec<Layer>,
     output_norm: Tensor,
-    output: QMatMul,
+    output: Weight,
     cos: Tensor,
     sin: Tensor,
     device: Device,
@@ -167,9 +209,8 @@ impl<R: Read + Seek> GgufReader<'_, R> {
         Ok(qt.dequantize(self.device)?)
     }
 
-    fn matmul(&mut self, name: &str) -> Result<QMatMul> {
-        let qt = super::requant::q5_0_as_q8_0(self.qtensor(name)?, self.device)?;
-        Ok(QMatMul::from_qtensor(qt)?)
+    fn matmul(&mut self, name: &str) -> Result<Weight> {
+        Ok(Weight::new(self.qtensor(name)?)?)
     }
 
     fn linear(&mut self, name: &str, bias: Option<&str>) -> Result<Linear> {
@@ -270,14 +311,18 @@ impl Model {
             return Err(EngineError::UnsupportedArchitecture { architecture });
         }
         let config = read_config(&gguf, &architecture)?;
+        let mut dtypes: std::collections::BTreeMap<String, usize> = Default::default();
+        for info in content.tensor_infos.values() {
+            *dtypes.entry(format!("{:?}", info.ggml_dtype)).or_default() += info.shape.elem_count();
+        }
+        tracing::debug!(?dtypes, "weights per quantization type");
 
         let embeddings = Arc::new(gguf.qtensor("token_embd.weight")?);
         let output = if gguf.has_tensor("output.weight") {
             gguf.matmul("output.weight")?
         } else {
             // Tied embeddings: the output projection reuses the embedding matrix.
-            let qt = gguf.qtensor("token_embd.weight")?;
-            QMatMul::from_qtensor(super::requant::q5_0_as_q8_0(qt, device)?)?
+            Weight::new(gguf.qtensor("token_embd.weight")?)?
         };
         let output_norm = gguf.dense("output_norm.weight")?;
 
@@ -350,10 +395,8 @@ impl Model {
         let mut xs = self.embeddings.embedding(&ids)?.unsqueeze(0)?;
         let cos = self.cos.narrow(0, start, seq_len)?;
         let sin = self.sin.narrow(0, start, seq_len)?;
-        let group = self.config.n_head / self.config.n_kv_head;
-        let mask = causal_mask(seq_len, start, group, &self.device)?;
         for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            xs = self.layer_forward(layer, &xs, slot, &cos, &sin, mask.as_ref())?;
+            xs = self.layer_forward(layer, &xs, slot, &cos, &sin)?;
         }
         cache.len += seq_len;
 
@@ -373,7 +416,6 @@ impl Model {
         cache: &mut Option<(Tensor, Tensor)>,
         cos: &Tensor,
         sin: &Tensor,
-        mask: Option<&Tensor>,
     ) -> Result<Tensor> {
         let cfg = &self.config;
         let (_, seq_len, _) = xs.dims3()?;
@@ -406,10 +448,7 @@ impl Model {
         };
         *cache = Some((k.clone(), v.clone()));
 
-        let attn = grouped_attention(&q, &k, &v, cfg, mask)?;
-        let attn = attn
-            .transpose(1, 2)?
-            .reshape((1, seq_len, cfg.n_head * cfg.head_dim))?;
+        let attn = causal_attention(&q, &k, &v)?;
         let xs = (layer.wo.forward(&attn)? + xs)?;
 
         let hidden = candle_nn::ops::rms_norm(&xs, &layer.ffn_norm, cfg.rms_norm_eps)?;
@@ -418,62 +457,6 @@ impl Model {
         let ffn = layer.down.forward(&(gate * up)?)?;
         Ok((ffn + xs)?)
     }
-}
-
-/// Attention where each key-value head serves `n_head / n_kv_head` query heads.
-///
-/// The query heads that share a key-value head are stacked along the sequence axis, so
-/// keys and values are used as stored instead of being repeated per query head.
-fn grouped_attention(
-    q: &Tensor,
-    k: &Tensor,
-    v: &Tensor,
-    cfg: &ModelConfig,
-    mask: Option<&Tensor>,
-) -> candle_core::Result<Tensor> {
-    let (_, _, seq_len, head_dim) = q.dims4()?;
-    let group = cfg.n_head / cfg.n_kv_head;
-    let q = q.reshape((1, cfg.n_kv_head, group * seq_len, head_dim))?;
-    let scale = 1.0 / (head_dim as f64).sqrt();
-    let scores = (q.matmul(&k.t()?)? * scale)?;
-    let scores = match mask {
-        Some(mask) => scores.broadcast_add(mask)?,
-        None => scores,
-    };
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-    probs.matmul(v)?.reshape((1, cfg.n_head, seq_len, head_dim))
-}
-
-/// An additive mask of shape `(group * seq_len, start + seq_len)` that hides future
-/// positions; `None` for a single token, which may see everything before it.
-fn causal_mask(
-    seq_len: usize,
-    start: usize,
-    group: usize,
-    device: &Device,
-) -> Result<Option<Tensor>> {
-    if seq_len == 1 {
-        return Ok(None);
-    }
-    let total = start + seq_len;
-    let mut values = Vec::with_capacity(group * seq_len * total);
-    for _ in 0..group {
-        for row in 0..seq_len {
-            let visible = start + row;
-            values.extend((0..total).map(|col| {
-                if col <= visible {
-                    0.0
-                } else {
-                    f32::NEG_INFINITY
-                }
-            }));
-        }
-    }
-    Ok(Some(Tensor::from_vec(
-        values,
-        (group * seq_len, total),
-        device,
-    )?))
 }
 
 /// Returns the index of the largest value of a `(1, vocab)` or `(vocab,)` logits tensor.

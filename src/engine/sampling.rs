@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 use super::error::{EngineError, Result};
 
 /// How the next token is chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum Sampling {
     /// The most likely token; the output depends only on the prompt.
+    #[default]
     Greedy,
     /// Sample among the most likely tokens whose probabilities add up to `top_p`, after
     /// dividing logits by `temperature`.
@@ -20,12 +21,6 @@ pub enum Sampling {
         top_p: f32,
         seed: u64,
     },
-}
-
-impl Default for Sampling {
-    fn default() -> Self {
-        Sampling::Greedy
-    }
 }
 
 impl Sampling {
