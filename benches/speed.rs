@@ -89,7 +89,8 @@ fn main() -> anyhow::Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    engine::set_threads(threads);
+    // SAFETY: the command line is parsed on the main thread before any thread starts.
+    unsafe { engine::set_threads(threads) };
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let name =
         std::env::var("LEADGATE_BENCH_MODEL").unwrap_or_else(|_| models::DEFAULT_MODEL.into());

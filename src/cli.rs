@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
+use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::engine::{
@@ -32,6 +32,22 @@ pub enum Command {
     Model(ModelCommand),
     /// Prints the token ids of a text as JSON, control-token text parsed as control tokens.
     Tokenize(TokenizeArgs),
+    /// Reads one text from standard input and prints it redacted, with the spans found and
+    /// the health-data flag, as JSON.
+    Redact {
+        /// Also print the mapping from placeholders back to the original values.
+        #[arg(long)]
+        mapping: bool,
+    },
+    /// Scores the redactor on a labelled JSON Lines file (fields `text`, `pii`,
+    /// `special_category`) and prints precision and recall per type as JSON.
+    EvalRedaction {
+        /// The labelled file, such as leads-dev.jsonl.
+        file: PathBuf,
+        /// Also list every disagreement with its text (personal data from the file).
+        #[arg(long)]
+        misses: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -110,7 +126,8 @@ pub enum ModelCommand {
 /// Applies `--threads` and loads the model named by `--model`.
 pub fn load_model(args: &ModelArgs) -> anyhow::Result<LoadedModel> {
     if let Some(threads) = args.threads {
-        engine::set_threads(threads);
+        // SAFETY: the command line is parsed on the main thread before any thread starts.
+        unsafe { engine::set_threads(threads) };
     }
     let path = models::resolve(&args.model, &models::models_dir())?;
     let model =
@@ -197,6 +214,47 @@ pub fn tokenize(args: TokenizeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub fn redact(with_mapping: bool) -> anyhow::Result<ExitCode> {
+    let mut input = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut input)
+        .context("cannot read standard input")?;
+    let text = String::from_utf8(input).map_err(|e| {
+        anyhow::anyhow!(
+            "standard input is not valid UTF-8 (at byte {})",
+            e.utf8_error().valid_up_to()
+        )
+    })?;
+    let redaction = crate::redact::redact(&text);
+    let mut output = serde_json::json!({
+        "text": redaction.text,
+        "spans": redaction.spans,
+        "special_category": redaction.special_category,
+        "health_terms": redaction.health_terms,
+    });
+    if with_mapping {
+        output["mapping"] = serde_json::to_value(&redaction.mapping)?;
+    }
+    println!("{}", serde_json::to_string_pretty(&output)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn eval_redaction(file: &std::path::Path, with_misses: bool) -> anyhow::Result<ExitCode> {
+    let input =
+        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut report = crate::redact::evaluate(&input);
+    if report.messages == 0 {
+        bail!(
+            "{} holds no labelled messages (one JSON object with `text` per line)",
+            file.display()
+        );
+    }
+    if !with_misses {
+        report.misses.clear();
+    }
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn model_command(command: ModelCommand) -> anyhow::Result<ExitCode> {
     let dir = models::models_dir();
     match command {
@@ -276,5 +334,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Generate(args) => generate(args),
         Command::Model(command) => model_command(command),
         Command::Tokenize(args) => tokenize(args),
+        Command::Redact { mapping } => redact(mapping),
+        Command::EvalRedaction { file, misses } => eval_redaction(&file, misses),
     }
 }

@@ -283,3 +283,66 @@ fn hf_reference_resolves_from_the_cache_offline() {
     assert_eq!(malformed.status.code(), Some(1));
     assert!(text(&malformed.stderr).contains("hf:OWNER/REPO/FILE.gguf"));
 }
+
+#[test]
+fn redact_reads_stdin_and_prints_json() {
+    use std::io::Write;
+    let message = "Здравствуйте, я Гульнара Ахметова, тел. +7 917 482-16-39, \
+                   почта gulnara@пример.рф. Болит зуб второй день.";
+    let mut child = leadgate()
+        .arg("redact")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(message.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_ok(&output);
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let redacted = value["text"].as_str().unwrap();
+    for planted in ["Гульнара", "Ахметова", "482-16-39", "gulnara@"] {
+        assert!(!redacted.contains(planted), "{planted} left in {redacted}");
+        assert!(
+            !text(&output.stderr).contains(planted),
+            "{planted} in stderr"
+        );
+    }
+    assert!(redacted.contains("[PHONE_1]"), "{redacted}");
+    assert!(redacted.contains("[EMAIL_1]"), "{redacted}");
+    assert_eq!(value["special_category"], true);
+    assert_eq!(
+        value["spans"].as_array().unwrap().len(),
+        3,
+        "one name, one phone, one email"
+    );
+    assert!(value.get("mapping").is_none());
+}
+
+#[test]
+fn eval_redaction_prints_scores() {
+    let output = leadgate()
+        .arg("eval-redaction")
+        .arg(common::corpus_path())
+        .output()
+        .unwrap();
+    assert_ok(&output);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["messages"], 100);
+    assert!(report["per_type"]["PHONE"]["recall"].as_f64().unwrap() >= 0.99);
+    assert!(report["misses"].as_array().unwrap().is_empty());
+
+    let empty = tempfile::NamedTempFile::new().unwrap();
+    let failed = leadgate()
+        .arg("eval-redaction")
+        .arg(empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(text(&failed.stderr).contains("no labelled messages"));
+}

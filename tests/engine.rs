@@ -10,7 +10,7 @@ use leadgate::engine::model::Logits;
 use leadgate::engine::{
     ChatMessage, Engine, EngineError, FinishReason, GenerateRequest, LoadedModel, Prompt, Sampling,
 };
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 fn fixture() -> Value {
     let path = common::root().join("tests/fixtures/peer_tokens.json");
@@ -203,11 +203,13 @@ fn cyrillic_and_emoji_strings_respect_the_schema() {
         assert!(validator.is_valid(&value), "{value}");
         let greeting = value["greeting"].as_str().unwrap();
         assert!(greeting.chars().count() <= 12);
-        assert!(greeting
-            .chars()
-            .any(|c| ('а'..='я').contains(&c.to_lowercase().next().unwrap())
-                || c == 'ё'
-                || c == 'Ё'));
+        assert!(
+            greeting
+                .chars()
+                .any(|c| ('а'..='я').contains(&c.to_lowercase().next().unwrap())
+                    || c == 'ё'
+                    || c == 'Ё')
+        );
     }
 }
 

@@ -1,7 +1,7 @@
 //! Chat prompts: the model's own Jinja chat template rendered with minijinja, ChatML when
 //! the file has none, and tokenization that keeps message text apart from control tokens.
 
-use minijinja::{context, Environment, ErrorKind};
+use minijinja::{Environment, ErrorKind, context};
 use serde::{Deserialize, Serialize};
 
 use super::error::{EngineError, Result};

@@ -8,7 +8,7 @@
 use llguidance::api::TopLevelGrammar;
 use llguidance::toktrie::{SimpleVob, TokEnv};
 use llguidance::{Matcher, ParserFactory};
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 use toktrie_hf_tokenizers::ByteTokenizer;
 
 use super::error::{EngineError, Result};

@@ -39,7 +39,11 @@ impl Q5_0Matrix {
     /// Wraps raw Q5_0 data of a `(rows, cols)` matrix; `cols` must be a multiple of 32.
     pub fn new(rows: usize, cols: usize, blocks: Vec<u8>) -> Option<Self> {
         let expected = rows * (cols / BLOCK) * Q5_0_BYTES;
-        (cols % BLOCK == 0 && blocks.len() == expected).then_some(Self { rows, cols, blocks })
+        (cols.is_multiple_of(BLOCK) && blocks.len() == expected).then_some(Self {
+            rows,
+            cols,
+            blocks,
+        })
     }
 
     fn row(&self, index: usize) -> &[u8] {
@@ -159,9 +163,12 @@ fn dot_rows_scalar(weights: &[u8], acts: &[BlockQ8], blocks: usize, out: &mut [f
     }
 }
 
+// Every function here is a short sequence of intrinsics whose safety condition (AVX2 and
+// FMA present) is the function's own, so their bodies are not split into unsafe blocks.
 #[cfg(target_arch = "x86_64")]
+#[allow(unsafe_op_in_unsafe_fn)]
 mod avx2 {
-    use super::{BlockQ8, BLOCK, Q5_0_BYTES, ROW_TILE};
+    use super::{BLOCK, BlockQ8, Q5_0_BYTES, ROW_TILE};
     use half::f16;
     use std::arch::x86_64::*;
 
@@ -238,8 +245,8 @@ mod avx2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
     use candle_core::Module;
+    use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 
     /// Returns the matrix and candle's own multiply for the same Q5_0 data, which also
     /// quantizes activations to Q8_0.

@@ -25,9 +25,15 @@ pub use worker::{Engine, EngineStats};
 
 /// Sets the number of threads candle computes with. It takes effect only before the first
 /// tensor operation, because candle builds its thread pool once.
-pub fn set_threads(threads: usize) {
+///
+/// # Safety
+/// It writes the process environment, so no other thread may read or write the environment
+/// while it runs. Call it at start, before other threads exist.
+pub unsafe fn set_threads(threads: usize) {
     let threads = threads.max(1).to_string();
-    // Call this before other threads start: writing the environment races with readers.
-    std::env::set_var("CANDLE_NUM_THREADS", &threads);
-    std::env::set_var("RAYON_NUM_THREADS", &threads);
+    // SAFETY: the caller guarantees that no other thread uses the environment now.
+    unsafe {
+        std::env::set_var("CANDLE_NUM_THREADS", &threads);
+        std::env::set_var("RAYON_NUM_THREADS", &threads);
+    }
 }

@@ -6,8 +6,8 @@
 //! written in place (each step concatenates into new tensors), so cloning a cache is cheap
 //! and a clone can never see tokens appended to another.
 
-use candle_core::quantized::{gguf_file, GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
+use candle_core::{D, DType, Device, Module, Tensor};
 use std::io::{Read, Seek};
 use std::sync::Arc;
 
@@ -82,12 +82,11 @@ enum Weight {
 
 impl Weight {
     fn new(qt: QTensor) -> candle_core::Result<Self> {
-        if qt.dtype() == GgmlDType::Q5_0 {
-            if let [rows, cols] = qt.shape().dims() {
-                if let Some(matrix) = Q5_0Matrix::new(*rows, *cols, qt.data()?.into_owned()) {
-                    return Ok(Weight::Q5_0(matrix));
-                }
-            }
+        if qt.dtype() == GgmlDType::Q5_0
+            && let [rows, cols] = qt.shape().dims()
+            && let Some(matrix) = Q5_0Matrix::new(*rows, *cols, qt.data()?.into_owned())
+        {
+            return Ok(Weight::Q5_0(matrix));
         }
         if qt.dtype() == GgmlDType::Q6K && cfg!(target_arch = "x86_64") {
             return Ok(Weight::CandleBatchOnly(QMatMul::from_qtensor(qt)?));

@@ -5,8 +5,8 @@
 //! [`Engine::generate`]) cancels its request: the worker skips it if it has not started, or
 //! stops it before the next token.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::thread;
 use std::time::Instant;
 
