@@ -137,7 +137,7 @@ fn lead_schema() -> Value {
                                  "question", "complaint", "spam", "other"]},
             "urgency": {"enum": ["high", "normal", "low"]},
             "temperature": {"enum": ["hot", "warm", "cold"]},
-            "summary": {"type": "string", "maxLength": 80}
+            "summary": {"type": "string", "maxLength": 40}
         },
         "required": ["service", "intent", "urgency", "temperature", "summary"],
         "additionalProperties": false
@@ -157,7 +157,7 @@ fn every_corpus_lead_decodes_to_valid_json() {
         let request = GenerateRequest {
             prompt: chat(Some(system), lead["text"].as_str().unwrap()),
             schema: Some(schema.clone()),
-            max_tokens: 200,
+            max_tokens: 160,
             sampling: Sampling::Greedy,
         };
         let generation = run(&mut model, &request);

@@ -10,6 +10,8 @@
 
 use candle_core::{Device, Tensor};
 
+use super::model::{LayerCache, with_f32_slice};
+
 /// Lanes summed separately in a dot product: fixed, so the order of additions is fixed.
 const LANES: usize = 8;
 
@@ -29,26 +31,44 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     lanes.iter().sum::<f32>() + sum
 }
 
-/// Attention of `q` `(1, n_head, seq, head_dim)` over `k` and `v`
-/// `(1, n_kv_head, total, head_dim)`, where the `seq` queries are the last `seq` of the
-/// `total` positions and each sees the positions up to its own. Query head `h` uses
-/// key-value head `h / (n_head / n_kv_head)`. Returns `(1, seq, n_head * head_dim)`.
-pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Result<Tensor> {
+/// Attention of `q` `(1, n_head, seq, head_dim)` over the first `total` positions of
+/// `cache`, where the `seq` queries are the last `seq` of the `total` positions and each
+/// sees the positions up to its own. Query head `h` uses key-value head
+/// `h / (n_head / n_kv_head)`. Returns `(1, seq, n_head * head_dim)`.
+pub(crate) fn causal_attention(
+    q: &Tensor,
+    cache: &LayerCache,
+    n_kv_head: usize,
+    total: usize,
+) -> candle_core::Result<Tensor> {
     let (_, n_head, seq, head_dim) = q.dims4()?;
-    let (_, n_kv_head, total, kv_dim) = k.dims4()?;
-    if kv_dim != head_dim || v.dims4()? != k.dims4()? || n_head % n_kv_head != 0 || total < seq {
+    let capacity = cache.capacity;
+    if n_head % n_kv_head != 0
+        || total < seq
+        || total > capacity
+        || cache.keys.len() < n_kv_head * capacity * head_dim
+    {
         candle_core::bail!(
-            "attention shapes do not fit: q {:?}, k {:?}, v {:?}",
-            q.dims(),
-            k.dims(),
-            v.dims()
+            "attention shapes do not fit: q {:?}, {n_kv_head} key-value heads, {total} of \
+             {capacity} positions",
+            q.dims()
         );
     }
     let group = n_head / n_kv_head;
     let start = total - seq;
-    let q = q.flatten_all()?.to_vec1::<f32>()?;
-    let k = k.flatten_all()?.to_vec1::<f32>()?;
-    let v = v.flatten_all()?.to_vec1::<f32>()?;
+    with_f32_slice(q, |q| {
+        attend(q, cache, (n_head, group, seq, head_dim), start)
+    })?
+}
+
+fn attend(
+    q: &[f32],
+    cache: &LayerCache,
+    (n_head, group, seq, head_dim): (usize, usize, usize, usize),
+    start: usize,
+) -> candle_core::Result<Tensor> {
+    let total = start + seq;
+    let head_stride = cache.capacity * head_dim;
     let scale = 1.0 / (head_dim as f32).sqrt();
 
     // Output laid out as (seq, n_head, head_dim), ready for the output projection.
@@ -62,8 +82,8 @@ pub fn causal_attention(q: &Tensor, k: &Tensor, v: &Tensor) -> candle_core::Resu
             let (head, row) = (item / seq, item % seq);
             let kv_head = head / group;
             let query = &q[(head * seq + row) * head_dim..][..head_dim];
-            let keys = &k[kv_head * total * head_dim..][..total * head_dim];
-            let values = &v[kv_head * total * head_dim..][..total * head_dim];
+            let keys = &cache.keys[kv_head * head_stride..][..total * head_dim];
+            let values = &cache.values[kv_head * head_stride..][..total * head_dim];
             let visible = start + row + 1;
             let mut max = f32::NEG_INFINITY;
             for (j, score) in scores[..visible].iter_mut().enumerate() {
@@ -165,13 +185,28 @@ mod tests {
         rows
     }
 
+    /// A cache holding the first `end` positions of `k` and `v`, filled in two appends.
+    fn cache_of(k: &Tensor, v: &Tensor, end: usize) -> LayerCache {
+        let mut cache = LayerCache::default();
+        let first = end / 2;
+        for (from, len) in [(0, first), (first, end - first)] {
+            if len == 0 {
+                continue;
+            }
+            let part = |t: &Tensor| t.narrow(2, from, len).unwrap().contiguous().unwrap();
+            cache.append(&part(k), &part(v), from).unwrap();
+        }
+        cache
+    }
+
     #[test]
     fn matches_plain_softmax_attention() {
         let q = random((1, 6, 5, 16), 1);
         let k = random((1, 2, 9, 16), 2);
         let v = random((1, 2, 9, 16), 3);
-        let ours = causal_attention(&q, &k, &v).unwrap().flatten_all().unwrap();
-        let ours = ours.to_vec1::<f32>().unwrap();
+        let cache = cache_of(&k, &v, 9);
+        let ours = causal_attention(&q, &cache, 2, 9).unwrap();
+        let ours = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         for (a, b) in ours.iter().zip(reference(&q, &k, &v)) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
         }
@@ -183,17 +218,17 @@ mod tests {
         let q = random((1, n_head, total, head_dim), 4);
         let k = random((1, n_kv, total, head_dim), 5);
         let v = random((1, n_kv, total, head_dim), 6);
-        let whole = causal_attention(&q, &k, &v).unwrap().squeeze(0).unwrap();
-        let whole = whole.to_vec2::<f32>().unwrap();
+        let whole = causal_attention(&q, &cache_of(&k, &v, total), n_kv, total).unwrap();
+        let whole = whole.squeeze(0).unwrap().to_vec2::<f32>().unwrap();
         for len in [1, 2, 7, 16, total] {
             // The last `len` queries over the first `end` positions.
             for end in [len, total] {
                 let first = end - len;
-                let qs = q.narrow(2, first, len).unwrap();
-                let ks = k.narrow(2, 0, end).unwrap().contiguous().unwrap();
-                let vs = v.narrow(2, 0, end).unwrap().contiguous().unwrap();
-                let part = causal_attention(&qs, &ks, &vs).unwrap().squeeze(0).unwrap();
-                for (i, row) in part.to_vec2::<f32>().unwrap().iter().enumerate() {
+                let qs = q.narrow(2, first, len).unwrap().contiguous().unwrap();
+                let cache = cache_of(&k, &v, end);
+                let part = causal_attention(&qs, &cache, n_kv, end).unwrap();
+                let part = part.squeeze(0).unwrap().to_vec2::<f32>().unwrap();
+                for (i, row) in part.iter().enumerate() {
                     assert_eq!(row, &whole[first + i], "len {len}, end {end}, row {i}");
                 }
             }

@@ -46,6 +46,24 @@ impl Q5_0Matrix {
         })
     }
 
+    /// Stacks matrices of the same width into one, rows in the order given.
+    pub fn stack(parts: &[&Q5_0Matrix]) -> Option<Self> {
+        let cols = parts.first()?.cols;
+        if parts.iter().any(|p| p.cols != cols) {
+            return None;
+        }
+        let rows = parts.iter().map(|p| p.rows).sum();
+        let blocks = parts
+            .iter()
+            .flat_map(|p| p.blocks.iter().copied())
+            .collect();
+        Self::new(rows, cols, blocks)
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
     fn row(&self, index: usize) -> &[u8] {
         let row_bytes = self.cols / BLOCK * Q5_0_BYTES;
         &self.blocks[index * row_bytes..(index + 1) * row_bytes]

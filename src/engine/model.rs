@@ -52,11 +52,10 @@ pub enum Logits {
     All,
 }
 
-/// The key-value cache of one sequence: per layer, keys and values of shape
-/// `(1, n_kv_head, len, head_dim)`.
+/// The key-value cache of one sequence.
 #[derive(Clone, Default)]
 pub struct KvCache {
-    layers: Vec<Option<(Tensor, Tensor)>>,
+    layers: Vec<LayerCache>,
     len: usize,
 }
 
@@ -69,6 +68,73 @@ impl KvCache {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+}
+
+/// Per layer, keys and values laid out as `(n_kv_head, capacity, head_dim)`, filled up to
+/// the cache's length. Room is kept for later positions so that appending one token
+/// copies only that token's keys and values.
+#[derive(Clone, Default)]
+pub(crate) struct LayerCache {
+    pub(crate) keys: Vec<f32>,
+    pub(crate) values: Vec<f32>,
+    pub(crate) capacity: usize,
+}
+
+impl LayerCache {
+    /// Appends `seq` positions after the first `start`, from `k` and `v` of shape
+    /// `(1, n_kv_head, seq, head_dim)`.
+    pub(crate) fn append(
+        &mut self,
+        k: &Tensor,
+        v: &Tensor,
+        start: usize,
+    ) -> candle_core::Result<()> {
+        let (_, n_kv_head, seq, head_dim) = k.dims4()?;
+        let needed = start + seq;
+        if needed > self.capacity {
+            let capacity = needed.max(self.capacity * 2).max(64);
+            let mut keys = vec![0f32; n_kv_head * capacity * head_dim];
+            let mut values = vec![0f32; n_kv_head * capacity * head_dim];
+            for head in 0..n_kv_head.min(self.keys.len() / (self.capacity * head_dim).max(1)) {
+                let old =
+                    head * self.capacity * head_dim..(head * self.capacity + start) * head_dim;
+                let new = head * capacity * head_dim;
+                keys[new..new + start * head_dim].copy_from_slice(&self.keys[old.clone()]);
+                values[new..new + start * head_dim].copy_from_slice(&self.values[old]);
+            }
+            self.keys = keys;
+            self.values = values;
+            self.capacity = capacity;
+        }
+        let capacity = self.capacity;
+        let copy = |source: &[f32], target: &mut [f32]| {
+            for head in 0..n_kv_head {
+                let from = &source[head * seq * head_dim..][..seq * head_dim];
+                target[(head * capacity + start) * head_dim..][..seq * head_dim]
+                    .copy_from_slice(from);
+            }
+        };
+        with_f32_slice(k, |k| copy(k, &mut self.keys))?;
+        with_f32_slice(v, |v| copy(v, &mut self.values))?;
+        Ok(())
+    }
+}
+
+/// Runs `f` on the values of a contiguous f32 tensor on the CPU, without copying them.
+pub(crate) fn with_f32_slice<R>(
+    tensor: &Tensor,
+    f: impl FnOnce(&[f32]) -> R,
+) -> candle_core::Result<R> {
+    if !tensor.is_contiguous() {
+        candle_core::bail!("expected a contiguous tensor, got {:?}", tensor.layout());
+    }
+    let (storage, layout) = tensor.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("expected a tensor on the CPU");
+    };
+    let data = cpu.as_slice::<f32>()?;
+    let start = layout.start_offset();
+    Ok(f(&data[start..start + tensor.elem_count()]))
 }
 
 /// A weight matrix in the layout its quantization type runs fastest in.
@@ -126,15 +192,84 @@ impl Linear {
     }
 }
 
+/// Matrices applied to the same input, such as the query, key and value projections.
+///
+/// When every part is Q5_0 they are stacked into one matrix, so one pass over the thread
+/// pool and one quantization of the input serve all of them.
+enum Projection {
+    Stacked {
+        weight: Q5_0Matrix,
+        /// Output width of each part, in order.
+        widths: Vec<usize>,
+        bias: Option<Tensor>,
+    },
+    Separate(Vec<Linear>),
+}
+
+impl Projection {
+    fn new(parts: Vec<Linear>) -> candle_core::Result<Self> {
+        let all_q5_0 = parts.iter().all(|p| matches!(p.weight, Weight::Q5_0(_)));
+        let biases = parts.iter().filter(|p| p.bias.is_some()).count();
+        if !all_q5_0 || (biases != 0 && biases != parts.len()) {
+            return Ok(Projection::Separate(parts));
+        }
+        let matrices: Vec<&Q5_0Matrix> = parts
+            .iter()
+            .filter_map(|p| match &p.weight {
+                Weight::Q5_0(m) => Some(m),
+                _ => None,
+            })
+            .collect();
+        let Some(weight) = Q5_0Matrix::stack(&matrices) else {
+            return Ok(Projection::Separate(parts));
+        };
+        let widths = matrices.iter().map(|m| m.rows()).collect();
+        let bias = if biases == 0 {
+            None
+        } else {
+            let parts: Vec<&Tensor> = parts.iter().filter_map(|p| p.bias.as_ref()).collect();
+            Some(Tensor::cat(&parts, 0)?)
+        };
+        Ok(Projection::Stacked {
+            weight,
+            widths,
+            bias,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Vec<Tensor>> {
+        match self {
+            Projection::Separate(parts) => parts.iter().map(|p| p.forward(xs)).collect(),
+            Projection::Stacked {
+                weight,
+                widths,
+                bias,
+            } => {
+                let mut ys = weight.forward(xs)?;
+                if let Some(bias) = bias {
+                    ys = ys.broadcast_add(bias)?;
+                }
+                let last = ys.rank() - 1;
+                let mut offset = 0;
+                let mut outputs = Vec::with_capacity(widths.len());
+                for &width in widths {
+                    outputs.push(ys.narrow(last, offset, width)?);
+                    offset += width;
+                }
+                Ok(outputs)
+            }
+        }
+    }
+}
+
 struct Layer {
     attn_norm: Tensor,
-    wq: Linear,
-    wk: Linear,
-    wv: Linear,
+    /// Query, key and value projections.
+    qkv: Projection,
     wo: Linear,
     ffn_norm: Tensor,
-    gate: Linear,
-    up: Linear,
+    /// Gate and up projections of the feed-forward block.
+    gate_up: Projection,
     down: Linear,
 }
 
@@ -330,13 +465,17 @@ impl Model {
             let name = |suffix: &str| format!("blk.{i}.{suffix}");
             layers.push(Layer {
                 attn_norm: gguf.dense(&name("attn_norm.weight"))?,
-                wq: gguf.linear(&name("attn_q.weight"), Some(&name("attn_q.bias")))?,
-                wk: gguf.linear(&name("attn_k.weight"), Some(&name("attn_k.bias")))?,
-                wv: gguf.linear(&name("attn_v.weight"), Some(&name("attn_v.bias")))?,
+                qkv: Projection::new(vec![
+                    gguf.linear(&name("attn_q.weight"), Some(&name("attn_q.bias")))?,
+                    gguf.linear(&name("attn_k.weight"), Some(&name("attn_k.bias")))?,
+                    gguf.linear(&name("attn_v.weight"), Some(&name("attn_v.bias")))?,
+                ])?,
                 wo: gguf.linear(&name("attn_output.weight"), None)?,
                 ffn_norm: gguf.dense(&name("ffn_norm.weight"))?,
-                gate: gguf.linear(&name("ffn_gate.weight"), None)?,
-                up: gguf.linear(&name("ffn_up.weight"), None)?,
+                gate_up: Projection::new(vec![
+                    gguf.linear(&name("ffn_gate.weight"), None)?,
+                    gguf.linear(&name("ffn_up.weight"), None)?,
+                ])?,
                 down: gguf.linear(&name("ffn_down.weight"), None)?,
             });
         }
@@ -364,7 +503,7 @@ impl Model {
     /// Creates an empty cache for a new sequence.
     pub fn new_cache(&self) -> KvCache {
         KvCache {
-            layers: vec![None; self.layers.len()],
+            layers: vec![LayerCache::default(); self.layers.len()],
             len: 0,
         }
     }
@@ -388,14 +527,14 @@ impl Model {
             });
         }
         if cache.layers.len() != self.layers.len() {
-            cache.layers = vec![None; self.layers.len()];
+            cache.layers = vec![LayerCache::default(); self.layers.len()];
         }
         let ids = Tensor::new(tokens, &self.device)?;
         let mut xs = self.embeddings.embedding(&ids)?.unsqueeze(0)?;
         let cos = self.cos.narrow(0, start, seq_len)?;
         let sin = self.sin.narrow(0, start, seq_len)?;
         for (layer, slot) in self.layers.iter().zip(cache.layers.iter_mut()) {
-            xs = self.layer_forward(layer, &xs, slot, &cos, &sin)?;
+            xs = self.layer_forward(layer, &xs, slot, start, &cos, &sin)?;
         }
         cache.len += seq_len;
 
@@ -412,7 +551,8 @@ impl Model {
         &self,
         layer: &Layer,
         xs: &Tensor,
-        cache: &mut Option<(Tensor, Tensor)>,
+        cache: &mut LayerCache,
+        start: usize,
         cos: &Tensor,
         sin: &Tensor,
     ) -> Result<Tensor> {
@@ -425,9 +565,14 @@ impl Model {
                 .transpose(1, 2)?
                 .contiguous()
         };
-        let q = heads(layer.wq.forward(&hidden)?, cfg.n_head)?;
-        let k = heads(layer.wk.forward(&hidden)?, cfg.n_kv_head)?;
-        let v = heads(layer.wv.forward(&hidden)?, cfg.n_kv_head)?;
+        let [q, k, v]: [Tensor; 3] = layer
+            .qkv
+            .forward(&hidden)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("expected three projections".into()))?;
+        let q = heads(q, cfg.n_head)?;
+        let k = heads(k, cfg.n_kv_head)?;
+        let v = heads(v, cfg.n_kv_head)?;
         let (q, k) = match cfg.rope_style {
             RopeStyle::Halves => (
                 candle_nn::rotary_emb::rope(&q, cos, sin)?,
@@ -438,21 +583,17 @@ impl Model {
                 candle_nn::rotary_emb::rope_i(&k, cos, sin)?,
             ),
         };
-        let (k, v) = match cache.take() {
-            Some((k_past, v_past)) => (
-                Tensor::cat(&[&k_past, &k], 2)?,
-                Tensor::cat(&[&v_past, &v], 2)?,
-            ),
-            None => (k, v),
-        };
-        *cache = Some((k.clone(), v.clone()));
-
-        let attn = causal_attention(&q, &k, &v)?;
+        cache.append(&k, &v.contiguous()?, start)?;
+        let attn = causal_attention(&q, cache, cfg.n_kv_head, start + seq_len)?;
         let xs = (layer.wo.forward(&attn)? + xs)?;
 
         let hidden = candle_nn::ops::rms_norm(&xs, &layer.ffn_norm, cfg.rms_norm_eps)?;
-        let gate = candle_nn::ops::silu(&layer.gate.forward(&hidden)?)?;
-        let up = layer.up.forward(&hidden)?;
+        let [gate, up]: [Tensor; 2] = layer
+            .gate_up
+            .forward(&hidden)?
+            .try_into()
+            .map_err(|_| candle_core::Error::Msg("expected two projections".into()))?;
+        let gate = candle_nn::ops::silu(&gate)?;
         let ffn = layer.down.forward(&(gate * up)?)?;
         Ok((ffn + xs)?)
     }

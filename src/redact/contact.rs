@@ -21,7 +21,7 @@ static PROFILE_LINK: LazyLock<Regex> = LazyLock::new(|| {
 });
 
 pub(crate) fn detect(text: &str, out: &mut Vec<Detection>) {
-    if !text.contains(['@', '/']) {
+    if !text.as_bytes().contains(&b'@') && !text.as_bytes().contains(&b'/') {
         return;
     }
     for m in EMAIL.find_iter(text) {

@@ -2,7 +2,7 @@
 //! by declension rules), their Latin transliterations, and suffix rules for patronymics and
 //! surnames.
 
-use super::text::{WordMap, fold};
+use super::text::{WordMap, WordSet, fold};
 use std::sync::LazyLock;
 
 const FIRST_NAMES: &str = include_str!(concat!(
@@ -191,9 +191,46 @@ pub(crate) fn transliterate(form: &str) -> Vec<String> {
     variants
 }
 
+/// A set of word endings with one hash lookup per distinct ending length, which is faster
+/// than testing every ending with `ends_with`.
+pub(crate) struct EndingSet {
+    /// Ending → its length in chars.
+    endings: WordMap<&'static str, usize>,
+    /// Distinct byte lengths of the endings.
+    byte_lengths: Vec<usize>,
+}
+
+impl EndingSet {
+    fn new(endings: &[&'static str]) -> EndingSet {
+        let mut byte_lengths: Vec<usize> = endings.iter().map(|e| e.len()).collect();
+        byte_lengths.sort_unstable();
+        byte_lengths.dedup();
+        EndingSet {
+            endings: endings.iter().map(|e| (*e, e.chars().count())).collect(),
+            byte_lengths,
+        }
+    }
+
+    /// Checks whether `word` ends with an ending of the set for which `accept` holds;
+    /// `accept` gets the ending's length in chars.
+    fn any(&self, word: &str, accept: impl Fn(usize) -> bool) -> bool {
+        self.byte_lengths.iter().any(|&n| {
+            let Some(from) = word.len().checked_sub(n) else {
+                return false;
+            };
+            word.is_char_boundary(from)
+                && self
+                    .endings
+                    .get(&word[from..])
+                    .is_some_and(|&chars| accept(chars))
+        })
+    }
+}
+
 /// Patronymic endings in all cases: -ович/-евич, -овна/-евна, -ична/-инична.
 pub(crate) fn is_patronymic(folded: &str) -> bool {
-    const ENDINGS: &[&str] = &[
+    static ENDINGS: LazyLock<EndingSet> = LazyLock::new(|| EndingSet::new(PATRONYMIC_ENDINGS));
+    const PATRONYMIC_ENDINGS: &[&str] = &[
         "ович",
         "овича",
         "овичу",
@@ -246,7 +283,7 @@ pub(crate) fn is_patronymic(folded: &str) -> bool {
         "ритмична",
     ];
     folded.chars().count() >= 6
-        && ENDINGS.iter().any(|e| folded.ends_with(e))
+        && ENDINGS.any(folded, |_| true)
         && !NOT_PATRONYMIC.contains(&folded)
 }
 
@@ -258,7 +295,10 @@ pub(crate) fn is_patronymic_particle(folded: &str) -> bool {
 /// Surname endings in all cases (-ов/-ев/-ин/-ский/-цкий and their feminine forms, plus
 /// -енко, -ук/-юк, -ян, -дзе, -швили). Used only with capitalisation and context.
 pub(crate) fn is_surname_like(folded: &str) -> bool {
-    const ENDINGS: &[&str] = &[
+    static ENDINGS: LazyLock<EndingSet> = LazyLock::new(|| EndingSet::new(SURNAME_ENDINGS));
+    static COMMON: LazyLock<WordSet<&'static str>> =
+        LazyLock::new(|| COMMON_WORDS.iter().copied().collect());
+    const SURNAME_ENDINGS: &[&str] = &[
         "ов",
         "ова",
         "ову",
@@ -319,10 +359,8 @@ pub(crate) fn is_surname_like(folded: &str) -> bool {
     ];
     let length = folded.chars().count();
     length >= 4
-        && ENDINGS
-            .iter()
-            .any(|e| folded.ends_with(e) && length >= e.chars().count() + 2)
-        && !COMMON_WORDS.contains(&folded)
+        && ENDINGS.any(folded, |ending_chars| length >= ending_chars + 2)
+        && !COMMON.contains(folded)
 }
 
 /// Latin surname endings of transliterated Russian surnames.

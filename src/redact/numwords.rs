@@ -78,12 +78,12 @@ pub(crate) fn group_at(tokens: &[Token], i: usize) -> Option<Group> {
     if token.kind == TokenKind::Number {
         return Some(Group {
             value: token.folded.parse().unwrap_or(u32::MAX),
-            digits: token.folded.clone(),
+            digits: token.folded.to_string(),
             first: i,
             last: i + 1,
         });
     }
-    let (value, class) = word_value(&token.folded)?;
+    let (value, class) = word_value(token.folded)?;
     if class == Class::Zero {
         return Some(Group {
             value: 0,
@@ -96,7 +96,7 @@ pub(crate) fn group_at(tokens: &[Token], i: usize) -> Option<Group> {
     let mut j = i + 1;
     let mut stage = class;
     while let Some(next) = tokens.get(j).filter(|t| t.kind == TokenKind::Word) {
-        let Some((v, c)) = word_value(&next.folded) else {
+        let Some((v, c)) = word_value(next.folded) else {
             break;
         };
         let fits = matches!(
@@ -152,7 +152,8 @@ mod tests {
     use crate::redact::text::tokenize;
 
     fn digits(text: &str) -> String {
-        let tokens = tokenize(text);
+        let mut buffer = String::new();
+        let tokens = tokenize(text, &mut buffer);
         groups_from(text, &tokens, 0, 20)
             .iter()
             .map(|g| g.digits.as_str())

@@ -14,6 +14,7 @@ use super::names::{
 };
 use super::text::{Token, TokenKind, is_all_caps, is_capitalized, is_cyrillic_word, words_before};
 use super::{Detection, PiiKind};
+use std::cell::OnceCell;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -100,12 +101,17 @@ fn is_surname_trigger(word: &str) -> bool {
 
 struct Context<'a> {
     text: &'a str,
-    tokens: &'a [Token],
-    /// Most letters are uppercase, so capitalisation carries no signal.
-    shouting: bool,
+    tokens: &'a [Token<'a>],
+    /// Most letters are uppercase, so capitalisation carries no signal. It is computed on
+    /// first use, because most texts never need it.
+    shouting: OnceCell<bool>,
 }
 
 impl Context<'_> {
+    fn shouting(&self) -> bool {
+        *self.shouting.get_or_init(|| shouting(self.text))
+    }
+
     fn original(&self, i: usize) -> &str {
         let token = &self.tokens[i];
         &self.text[token.start..token.end]
@@ -113,11 +119,11 @@ impl Context<'_> {
 
     fn is_initial(&self, i: usize) -> bool {
         let token = &self.tokens[i];
-        let word = self.original(i);
-        token.kind == TokenKind::Word
-            && word.chars().count() == 1
-            && word.chars().all(char::is_uppercase)
-            && self.text[token.end..].starts_with('.')
+        if token.kind != TokenKind::Word || self.text.as_bytes().get(token.end) != Some(&b'.') {
+            return false;
+        }
+        let mut chars = self.original(i).chars();
+        chars.next().is_some_and(char::is_uppercase) && chars.next().is_none()
     }
 
     /// "Ф.И.О." is a field label, not three initials.
@@ -125,7 +131,7 @@ impl Context<'_> {
         let letters = |from: usize| -> String {
             (from..from + 3)
                 .filter_map(|k| self.tokens.get(k))
-                .map(|t| t.folded.as_str())
+                .map(|t| t.folded)
                 .collect()
         };
         (0..3).any(|back| i >= back && letters(i - back) == "фио" && self.is_initial(i - back))
@@ -149,7 +155,10 @@ impl Context<'_> {
         if self.is_initial(i) {
             return (!self.is_fio_label(i)).then_some(Role::Initial);
         }
-        if let Some(info) = NAMES.get(&token.folded)
+        // A lowercase non-Cyrillic word is never a first name (see `first_name_allowed`), so its
+        // dictionary lookup is skipped.
+        if (caps || cyrillic)
+            && let Some(info) = NAMES.get(token.folded)
             && first_name_allowed(*info, caps, cyrillic, lowercase_ok)
         {
             return Some(Role::First {
@@ -160,13 +169,13 @@ impl Context<'_> {
             return None;
         }
 
-        if is_patronymic(&token.folded) || is_patronymic_particle(&token.folded) {
+        if is_patronymic(token.folded) || is_patronymic_particle(token.folded) {
             return Some(Role::Patronymic);
         }
         let surname = if cyrillic {
-            is_surname_like(&token.folded)
+            is_surname_like(token.folded)
         } else {
-            is_latin_surname_like(&token.folded)
+            is_latin_surname_like(token.folded)
         };
         (caps && surname).then_some(Role::Surname)
     }
@@ -225,11 +234,11 @@ pub(crate) fn detect(text: &str, tokens: &[Token], out: &mut Vec<Detection>) {
     let ctx = Context {
         text,
         tokens,
-        shouting: shouting(text),
+        shouting: OnceCell::new(),
     };
     let mut i = 0;
     while i < tokens.len() {
-        let lowercase_ok = i > 0 && matches!(tokens[i - 1].folded.as_str(), "зовут" | "это");
+        let lowercase_ok = i > 0 && matches!(tokens[i - 1].folded, "зовут" | "это");
         let Some(first_role) = ctx.role(i, lowercase_ok, false) else {
             i += 1;
             continue;
@@ -328,7 +337,7 @@ fn ambiguous_context(ctx: &Context, first: usize, last: usize) -> bool {
         return false;
     }
     let mid_sentence_capital =
-        !ctx.shouting && !ctx.sentence_start(first) && !is_all_caps(ctx.original(first));
+        !ctx.shouting() && !ctx.sentence_start(first) && !is_all_caps(ctx.original(first));
     mid_sentence_capital || ctx.vocative(first, last) || ctx.signature(first, last)
 }
 
@@ -345,7 +354,7 @@ fn lone_surname_context(ctx: &Context, first: usize, last: usize) -> bool {
             _ => false,
         };
     let long_enough = ctx.original(first).chars().count() >= 5;
-    trigger || (long_enough && !ctx.shouting && ctx.signature(first, last))
+    trigger || (long_enough && !ctx.shouting() && ctx.signature(first, last))
 }
 
 #[cfg(test)]
@@ -354,7 +363,8 @@ mod tests {
     use crate::redact::text::tokenize;
 
     fn people(text: &str) -> Vec<String> {
-        let tokens = tokenize(text);
+        let mut buffer = String::new();
+        let tokens = tokenize(text, &mut buffer);
         let mut out = Vec::new();
         detect(text, &tokens, &mut out);
         out.into_iter()

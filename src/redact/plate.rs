@@ -101,7 +101,7 @@ fn spoken_letter(word: &str) -> Option<char> {
 fn detect_spoken(tokens: &[Token], out: &mut Vec<Detection>) {
     let mut i = 0;
     while i + 4 < tokens.len() {
-        let Some(first) = spoken_letter(&tokens[i].folded) else {
+        let Some(first) = spoken_letter(tokens[i].folded) else {
             i += 1;
             continue;
         };
@@ -112,8 +112,8 @@ fn detect_spoken(tokens: &[Token], out: &mut Vec<Detection>) {
         let spoken_number = tokens[i + 1].kind == TokenKind::Word;
         let j = number.last;
         let letters = (
-            tokens.get(j).and_then(|t| spoken_letter(&t.folded)),
-            tokens.get(j + 1).and_then(|t| spoken_letter(&t.folded)),
+            tokens.get(j).and_then(|t| spoken_letter(t.folded)),
+            tokens.get(j + 1).and_then(|t| spoken_letter(t.folded)),
         );
         let (Some(second), Some(third)) = letters else {
             i += 1;
@@ -146,7 +146,8 @@ mod tests {
     use crate::redact::text::tokenize;
 
     fn found(text: &str) -> Vec<(String, String)> {
-        let tokens = tokenize(text);
+        let mut buffer = String::new();
+        let tokens = tokenize(text, &mut buffer);
         let mut out = Vec::new();
         detect(text, &tokens, &mut out);
         out.into_iter()
