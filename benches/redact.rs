@@ -26,6 +26,8 @@ fn main() -> ExitCode {
     for arg in std::env::args().skip(1) {
         match arg.as_str() {
             "--fresh-phones" => fresh_phones = true,
+            // `cargo bench` passes this to every bench binary.
+            "--bench" => {}
             _ if path.is_none() => path = Some(arg),
             _ => {
                 eprintln!("unexpected argument {arg:?}");
