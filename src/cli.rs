@@ -35,7 +35,8 @@ pub enum Command {
     /// Reads one text from standard input and prints it redacted, with the spans found and
     /// the health-data flag, as JSON.
     Redact {
-        /// Also print the mapping from placeholders back to the original values.
+        /// Also print the original values: the mapping from placeholders back to them,
+        /// and each span's normalized value (a phone number in E.164 form, for example).
         #[arg(long)]
         mapping: bool,
     },
@@ -120,12 +121,20 @@ pub enum ModelCommand {
     /// Lists the known models and whether each is present.
     List,
     /// Verifies the size and SHA-256 of present model files (all, or the named ones).
-    Check { names: Vec<String> },
+    Check {
+        /// Model names, as `leadgate model list` shows them; all present models when empty.
+        names: Vec<String>,
+    },
 }
 
 /// Applies `--threads` and loads the model named by `--model`.
 pub fn load_model(args: &ModelArgs) -> anyhow::Result<LoadedModel> {
     if let Some(threads) = args.threads {
+        // candle's workers spin while they wait, so threads beyond the cores only slow it.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if threads == 0 || threads > cores {
+            bail!("invalid --threads {threads}: expected 1 to {cores}, the number of CPU cores");
+        }
         // SAFETY: the command line is parsed on the main thread before any thread starts.
         unsafe { engine::set_threads(threads) };
     }
@@ -164,6 +173,15 @@ pub fn generate(args: GenerateArgs) -> anyhow::Result<ExitCode> {
         messages.push(ChatMessage::user(args.prompt.clone()));
         Prompt::Chat(messages)
     };
+    if args.prompt.trim().is_empty() {
+        bail!("--prompt is empty: give the text for the model to continue");
+    }
+    if !(args.temperature.is_finite() && args.temperature >= 0.0) {
+        bail!(
+            "invalid --temperature {}: expected 0 (greedy) or a positive number up to 10",
+            args.temperature
+        );
+    }
     let sampling = if args.temperature > 0.0 {
         Sampling::TopP {
             temperature: args.temperature,
@@ -225,9 +243,18 @@ pub fn redact(with_mapping: bool) -> anyhow::Result<ExitCode> {
         )
     })?;
     let redaction = crate::redact::redact(&text);
+    let mut spans = serde_json::to_value(&redaction.spans)?;
+    if !with_mapping {
+        // A normalized value is the original personal data in another form.
+        for span in spans.as_array_mut().into_iter().flatten() {
+            if let Some(span) = span.as_object_mut() {
+                span.remove("normalized");
+            }
+        }
+    }
     let mut output = serde_json::json!({
         "text": redaction.text,
-        "spans": redaction.spans,
+        "spans": spans,
         "special_category": redaction.special_category,
         "health_terms": redaction.health_terms,
     });
@@ -299,6 +326,9 @@ pub fn model_command(command: ModelCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ModelCommand::Check { names } => {
+            for name in &names {
+                models::find(name)?;
+            }
             let mut failed = false;
             for entry in models::catalog() {
                 if !names.is_empty() && !names.contains(&entry.name) {

@@ -124,6 +124,16 @@ fn bad_arguments_get_clear_errors() {
         "known names are listed"
     );
 
+    for threads in ["0", "100000"] {
+        let invalid = leadgate()
+            .args(["generate", "--model", common::SMOLLM, "--prompt", "x"])
+            .args(["--threads", threads])
+            .output()
+            .unwrap();
+        assert_eq!(invalid.status.code(), Some(1));
+        assert!(text(&invalid.stderr).contains("invalid --threads"));
+    }
+
     let dir = tempfile::tempdir().unwrap();
     let schema = dir.path().join("bad.json");
     std::fs::write(&schema, r#"{"type": "strin"}"#).unwrap();
@@ -345,4 +355,32 @@ fn eval_redaction_prints_scores() {
         .unwrap();
     assert_eq!(failed.status.code(), Some(1));
     assert!(text(&failed.stderr).contains("no labelled messages"));
+}
+
+#[test]
+fn redact_hides_normalized_values_without_mapping() {
+    use std::io::Write;
+    let run = |with_mapping: bool| {
+        let mut command = leadgate();
+        command.arg("redact");
+        if with_mapping {
+            command.arg("--mapping");
+        }
+        let mut child = command
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all("звоните 8 917 482-16-39".as_bytes())
+            .unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert_ok(&output);
+        text(&output.stdout)
+    };
+    assert!(!run(false).contains("+79174821639"));
+    assert!(run(true).contains("+79174821639"));
 }

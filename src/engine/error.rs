@@ -33,8 +33,15 @@ pub enum EngineError {
     #[error("invalid JSON schema: {message}")]
     InvalidSchema { message: String },
 
-    #[error("the prompt has {tokens} tokens and the model's context holds {limit}")]
-    PromptTooLong { tokens: usize, limit: usize },
+    #[error(
+        "the prompt has {prompt} tokens and up to {requested} more were requested, but the \
+         model's context holds {limit} tokens; shorten the prompt or request fewer tokens"
+    )]
+    PromptTooLong {
+        prompt: usize,
+        requested: usize,
+        limit: usize,
+    },
 
     #[error("invalid generation parameter `{name}`: {message}")]
     InvalidParameter { name: &'static str, message: String },

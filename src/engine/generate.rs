@@ -264,9 +264,16 @@ impl LoadedModel {
         };
         let (tokens, prefix_len) = self.encode_prompt(&request.prompt)?;
         let limit = self.info.context_length;
-        if tokens.is_empty() || tokens.len() + request.max_tokens > limit {
+        if tokens.is_empty() {
+            return Err(EngineError::InvalidParameter {
+                name: "prompt",
+                message: "the prompt encodes to no tokens".into(),
+            });
+        }
+        if tokens.len().saturating_add(request.max_tokens) > limit {
             return Err(EngineError::PromptTooLong {
-                tokens: tokens.len() + request.max_tokens,
+                prompt: tokens.len(),
+                requested: request.max_tokens,
                 limit,
             });
         }

@@ -522,7 +522,8 @@ impl Model {
         }
         if start + seq_len > self.config.context_length {
             return Err(EngineError::PromptTooLong {
-                tokens: start + seq_len,
+                prompt: start + seq_len,
+                requested: 0,
                 limit: self.config.context_length,
             });
         }
