@@ -40,7 +40,7 @@ pub struct ConfigArgs {
     #[arg(long, env = "LEADGATE_QUEUE_CAPACITY")]
     pub queue_capacity: Option<usize>,
 
-    /// Milliseconds POST /v1/leads waits for the result before it answers 202.
+    /// Milliseconds POST /v1/leads waits for the result before it responds with 202.
     #[arg(long, env = "LEADGATE_WAIT_MS")]
     pub wait_ms: Option<u64>,
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::{Notify, oneshot};
+use tracing::Instrument;
 use utoipa::ToSchema;
 
 use crate::config::Settings;
@@ -56,7 +57,7 @@ pub enum PipelineError {
     UnknownLead { id: i64 },
 }
 
-/// How a processing attempt ended, as seen by the request that started it.
+/// The outcome of a processing attempt, reported to the request that started it.
 pub enum Progress {
     /// The engine queue was full; the lead keeps trying in the background.
     Queued,
@@ -250,7 +251,8 @@ impl Pipeline {
         self.tasks.running.fetch_add(1, Ordering::AcqRel);
         let guard = TaskGuard(self.tasks.clone());
         let pipeline = self.clone();
-        tokio::spawn(async move {
+        let span = tracing::info_span!("lead", lead_id = id);
+        let task = async move {
             let _guard = guard;
             let mut report = Some(report);
             let result = pipeline.process(id, &mut report).await;
@@ -265,7 +267,8 @@ impl Pipeline {
             if let Some(report) = report {
                 let _ = report.send(Progress::Finished(result.map_err(|e| e.to_string())));
             }
-        });
+        };
+        tokio::spawn(task.instrument(span));
         progress
     }
 

@@ -224,7 +224,7 @@ fn lead_qualified_end_to_end() {
     assert_one_of(&q["language"], &leadgate::qualify::LANGUAGES, "language");
     let score = q["score"].as_u64().expect("score");
     assert!(score <= 100, "score {score}");
-    // The stems and the urgency words decide these, whatever the small model says.
+    // The stems and the urgency words decide these, whatever the small model outputs.
     assert_eq!(q["service"], "dentistry");
     assert_eq!(q["urgency"], "high");
     if body["status"] == "pending_review" {

@@ -2,7 +2,7 @@
 //!
 //! The body is `{"error": {"code", "message"}}`. `code` is a stable snake_case string;
 //! `message` names the field and the limit and never quotes the client's text. Server
-//! faults answer a generic message and log the cause once.
+//! faults return a generic message and log the cause once.
 
 use axum::Json;
 use axum::http::StatusCode;

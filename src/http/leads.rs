@@ -19,7 +19,7 @@ const MAX_ID_BYTES: usize = 256;
 const MAX_CONTACT_BYTES: usize = 256;
 const CHANNELS: [&str; 4] = ["telegram", "whatsapp", "instagram", "web"];
 const FIELDS: [&str; 5] = ["channel", "external_id", "text", "contact", "received_at"];
-/// Seconds a 202 answer asks the bot to wait before it asks for the lead again.
+/// Seconds a 202 response tells the bot to wait before it requests the lead again.
 const RETRY_AFTER_SECONDS: u32 = 5;
 
 /// The body of `POST /v1/leads`.

@@ -98,7 +98,7 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Ready when the model is loaded (it is, once the server listens) and the database answers.
+/// Ready when the model is loaded (it is, once the server listens) and the database responds to a query.
 async fn readyz(State(state): State<AppState>) -> Response {
     let store = state.pipeline.store.clone();
     let db_ok = tokio::task::spawn_blocking(move || store.is_healthy())

@@ -39,7 +39,7 @@ pub const MISSING_FIELDS: [&str; 5] = [
     "car_details",
 ];
 /// The maximum length of the summary in characters.
-pub const SUMMARY_MAX_CHARS: usize = 100;
+pub const SUMMARY_MAX_CHARS: usize = 60;
 /// How many stems per service the prompt lists; the rules use all of them.
 const PROMPT_STEMS: usize = 4;
 

@@ -3,23 +3,26 @@
 //!
 //! The combination rule, field by field:
 //!
-//! - `intent`: two or more spam cues make a lead `spam`, as does one cue when the model also
-//!   says spam. A prompt-injection cue makes it `spam`, or `other` when the message also
-//!   names a service. Otherwise a cancel cue gives `cancel`, a reschedule cue `reschedule`
-//!   and a complaint cue `complaint`. A model `spam` without any spam cue becomes `other`.
-//!   A price cue turns the model's `question` or `other` into `price_inquiry`, and a
-//!   booking cue turns `question`, `other` or `price_inquiry` into `book_appointment`. In
-//!   all other cases the model's intent stands.
-//! - `service`: `other` for spam and injections. Otherwise the catalog stems decide: the
-//!   service with the most stem matches wins; a match inside a longer match of another
+//! - `intent`, the first rule that applies: two or more spam cues, or one when the model
+//!   also says spam, give `spam`. A prompt-injection cue gives `spam`, or `other` when the
+//!   message also names a service. A job-application cue gives `other`. Then a complaint
+//!   cue gives `complaint`, a cancel cue `cancel`, a reschedule cue `reschedule`. A model
+//!   `spam` without spam cues becomes `other`, and thanks with no booking cue and no
+//!   question mark give `other`. A price cue turns the model's `question` or `other` into
+//!   `price_inquiry`, and a booking cue turns `question`, `other` or `price_inquiry` into
+//!   `book_appointment`. A model `book_appointment` for a message with a question mark but
+//!   no booking cue and no day or time becomes `question`. Otherwise the model decides.
+//! - `service`: `other` for spam and job applications. Otherwise the catalog stems decide:
+//!   the service with the most stem matches wins; a match inside a longer match of another
 //!   service (as "hair" in "laser hair") does not count. The model breaks a tie between the
-//!   leading services, and picks alone when no stem matches.
+//!   leading services. With no stem match the lead is `other`, because a message that names
+//!   no service word gives the small model too little to choose from the catalog.
 //! - `urgency`: `high` when an urgency cue (pain, swelling, bleeding, "today", "tomorrow",
 //!   "urgent") is present. Otherwise `normal` for booking, rescheduling, cancelling and
 //!   complaints, and `low` for the rest.
 //! - `temperature`: `hot` for booking and rescheduling, `warm` for a price inquiry, `cold`
-//!   for spam, cancelling and complaints; a question is `warm` unless the model says `cold`;
-//!   for `other` the model decides.
+//!   for spam, cancelling, complaints, job applications and thanks; a question is `warm`
+//!   unless the model says `cold`; for any other `other` the model decides.
 //! - `language`: counted from the letters (Cyrillic, Latin, Tatar and Bashkir letters) and
 //!   a short list of transliteration and English words; the model is not asked.
 
@@ -113,14 +116,7 @@ const URGENCY_CUES: &[&str] = &[
     "bolit",
 ];
 
-const CANCEL_CUES: &[&str] = &[
-    "отмен",
-    "отбой",
-    "не смогу прийти",
-    "не приду",
-    "otmen",
-    "cancel",
-];
+const CANCEL_CUES: &[&str] = &["отмен", "отбой", "не смогу прийти", "otmen", "cancel"];
 
 const RESCHEDULE_CUES: &[&str] = &[
     "перенес",
@@ -172,6 +168,62 @@ const COMPLAINT_CUES: &[&str] = &[
     "груб",
     "refund",
     "terrible service",
+    "в шоке",
+    "после вашего",
+    "после вашей",
+    "после ваших",
+    "толку",
+    "трубку не бер",
+    "не берет трубку",
+    "безобраз",
+    "возмут",
+];
+
+/// Words of a job application or another message to the business, not a client's request.
+const JOB_CUES: &[&str] = &[
+    "ваканси",
+    "резюме",
+    "устроиться",
+    "vacancy",
+    "resume",
+    "job",
+];
+
+/// Thanks after a visit; with no booking cue and no question the lead is `other`.
+const THANKS_CUES: &[&str] = &["спасибо за", "спасибо большое", "благодар", "thank you for"];
+
+/// Words that give a day or time, which makes a request concrete.
+const DATE_CUES: &[&str] = &[
+    "сегодн",
+    "севодня",
+    "завтр",
+    "послезавтра",
+    "понедельник",
+    "вторник",
+    "сред",
+    "четверг",
+    "пятниц",
+    "суббот",
+    "воскресен",
+    "на следующей неделе",
+    "утром",
+    "вечером",
+    "после обеда",
+    "segodnya",
+    "zavtra",
+    "v sredu",
+    "subbot",
+    "voskresen",
+    "today",
+    "tomorrow",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "next week",
 ];
 
 /// Latin words that mark Russian written in Latin letters.
@@ -217,7 +269,7 @@ const TURKIC_LETTERS: &[char] = &[
     'Ҫ',
 ];
 
-/// What the rules read from one redacted message.
+/// Signals the rules read from one redacted message.
 #[derive(Debug, Clone, Default)]
 pub struct Signals {
     /// Stem matches per service id, in catalog order, only services with a match.
@@ -230,6 +282,11 @@ pub struct Signals {
     pub price: bool,
     pub booking: bool,
     pub complaint: bool,
+    pub job: bool,
+    pub thanks: bool,
+    /// A day, a weekday or a clock time such as 14:00 or 16.03.
+    pub date: bool,
+    pub question_mark: bool,
     pub language: &'static str,
 }
 
@@ -254,7 +311,7 @@ pub struct Fields {
     pub language: String,
 }
 
-/// Lowercases and folds `ё` to `е`, keeping byte offsets meaningful only for ASCII.
+/// Lowercases `text` and folds `ё` to `е`.
 fn fold(text: &str) -> String {
     text.to_lowercase().replace('ё', "е")
 }
@@ -273,6 +330,15 @@ fn has_word_start(folded: &str, cue: &str) -> bool {
             !before.is_some_and(char::is_alphanumeric) || !cue.starts_with(char::is_alphanumeric);
         starts && !(whole_word && after.is_some_and(char::is_alphanumeric))
     })
+}
+
+/// Returns true for a time or date written with digits: "14:00", "16.03", "в 12".
+fn has_clock_or_date(folded: &str) -> bool {
+    let bytes = folded.as_bytes();
+    let clock = bytes
+        .windows(3)
+        .any(|w| w[0].is_ascii_digit() && (w[1] == b':' || w[1] == b'.') && w[2].is_ascii_digit());
+    clock || folded.contains("в 1") || folded.contains("к 1") || folded.contains(" v 1")
 }
 
 fn count_cues(folded: &str, cues: &[&str]) -> usize {
@@ -304,6 +370,10 @@ pub fn signals(redacted: &str, services: &[Service]) -> Signals {
         price: count_cues(&folded, PRICE_CUES) > 0,
         booking: count_cues(&folded, BOOKING_CUES) > 0,
         complaint: count_cues(&folded, COMPLAINT_CUES) > 0,
+        job: count_cues(&folded, JOB_CUES) > 0,
+        thanks: count_cues(&folded, THANKS_CUES) > 0,
+        date: count_cues(&folded, DATE_CUES) > 0 || has_clock_or_date(&folded),
+        question_mark: folded.contains('?'),
         language: language(redacted),
     }
 }
@@ -360,6 +430,7 @@ pub fn language(text: &str) -> &'static str {
         .split_whitespace()
         .filter(|w| w.contains(TURKIC_LETTERS))
         .count();
+
     let words: Vec<String> = text
         .split(|c: char| !c.is_alphanumeric() && c != '\'')
         .filter(|w| !w.is_empty())
@@ -385,6 +456,7 @@ pub fn language(text: &str) -> &'static str {
         .iter()
         .filter(|w| w.chars().any(|c| c.is_alphabetic() && !c.is_ascii()))
         .count();
+
     if turkic_words > 0 {
         return if turkic_words * 2 >= cyrillic_words {
             "other"
@@ -420,7 +492,8 @@ pub fn combine(signals: &Signals, answer: &ModelAnswer) -> Fields {
         "book_appointment" | "reschedule" => "hot",
         "price_inquiry" => "warm",
         "spam" | "cancel" | "complaint" => "cold",
-        // A question is warm unless the model sees it as a cold administrative request.
+        "other" if signals.job || signals.thanks => "cold",
+        // A question is warm unless the model rates it as a cold administrative request.
         "question" if answer.temperature != "cold" => "warm",
         _ => answer.temperature.as_str(),
     };
@@ -444,18 +517,27 @@ fn combine_intent(signals: &Signals, answer: &ModelAnswer) -> String {
         }
     } else if spam {
         "spam"
+    } else if signals.job {
+        "other"
+    } else if signals.complaint {
+        "complaint"
     } else if signals.cancel {
         "cancel"
     } else if signals.reschedule {
         "reschedule"
-    } else if signals.complaint {
-        "complaint"
-    } else if model == "spam" {
+    } else if model == "spam" || (signals.thanks && !signals.booking && !signals.question_mark) {
         "other"
     } else if signals.price && matches!(model, "question" | "other") {
         "price_inquiry"
     } else if signals.booking && matches!(model, "question" | "other" | "price_inquiry") {
         "book_appointment"
+    } else if model == "book_appointment"
+        && signals.question_mark
+        && !signals.booking
+        && !signals.date
+    {
+        // Asking whether something is possible, with no day and no booking word.
+        "question"
     } else {
         model
     };
@@ -463,7 +545,7 @@ fn combine_intent(signals: &Signals, answer: &ModelAnswer) -> String {
 }
 
 fn combine_service(signals: &Signals, answer: &ModelAnswer, intent: &str) -> String {
-    if intent == "spam" || signals.injection {
+    if intent == "spam" || signals.job {
         return "other".to_string();
     }
     let best = signals
@@ -479,7 +561,7 @@ fn combine_service(signals: &Signals, answer: &ModelAnswer, intent: &str) -> Str
         .map(|(id, _)| id.as_str())
         .collect();
     match leaders.as_slice() {
-        [] => answer.service.clone(),
+        [] => "other".to_string(),
         [only] => only.to_string(),
         tied if tied.contains(&answer.service.as_str()) => answer.service.clone(),
         tied => tied[0].to_string(),

@@ -248,7 +248,7 @@ pub fn redact_with_known(text: &str, known: &[KnownValue]) -> (Redaction, Vec<Op
     (redaction, placeholders)
 }
 
-/// The key under which a known value shares a placeholder with detections of the same value.
+/// Returns the key under which a known value shares a placeholder with detections of the same value.
 fn known_key(known: &KnownValue) -> Option<String> {
     let value = known.value.trim();
     if value.is_empty() {

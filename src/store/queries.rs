@@ -25,7 +25,7 @@ pub enum Inserted {
     Existing(i64),
 }
 
-/// What the qualification step needs of a stored lead.
+/// The fields of a stored lead that the qualification step reads.
 pub struct LeadWork {
     pub id: i64,
     pub channel: String,
