@@ -25,6 +25,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Runs the HTTP server: POST /v1/leads, GET /v1/leads/{id}, /healthz, /readyz,
+    /// /metrics and /openapi.json.
+    Serve(crate::app::ServeArgs),
+    /// Qualifies one lead (from --text or standard input) through the server's path and
+    /// prints the result as JSON.
+    Qualify(crate::app::QualifyArgs),
+    /// Runs a labelled JSON Lines file through the server's path and prints the accuracy
+    /// per field and the seconds per lead.
+    Eval(crate::app::EvalArgs),
     /// Runs the model on one prompt and prints its output; speeds go to standard error.
     Generate(GenerateArgs),
     /// Fetches, lists and verifies model files.
@@ -361,6 +370,9 @@ pub fn model_command(command: ModelCommand) -> anyhow::Result<ExitCode> {
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Serve(args) => crate::app::serve(args),
+        Command::Qualify(args) => crate::app::qualify(args),
+        Command::Eval(args) => crate::app::eval(args),
         Command::Generate(args) => generate(args),
         Command::Model(command) => model_command(command),
         Command::Tokenize(args) => tokenize(args),

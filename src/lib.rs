@@ -1,7 +1,14 @@
 //! leadgate: an on-premise server that qualifies incoming chat leads with a local language
 //! model, keeping personal data on the host.
 
+pub mod app;
 pub mod cli;
+pub mod config;
+pub mod draft;
 pub mod engine;
+pub mod http;
 pub mod models;
+pub mod pipeline;
+pub mod qualify;
 pub mod redact;
+pub mod store;

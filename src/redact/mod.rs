@@ -193,9 +193,118 @@ impl Detection {
 ///
 /// It must not panic on any `&str`; proptests over arbitrary and name-like strings check this.
 pub fn redact(text: &str) -> Redaction {
+    redact_with(text, Vec::new())
+}
+
+/// A value the caller already knows to be personal data, such as a contact field of a lead.
+#[derive(Clone)]
+pub struct KnownValue {
+    pub kind: PiiKind,
+    pub value: String,
+}
+
+impl std::fmt::Debug for KnownValue {
+    // The value is personal data, so Debug shows only its kind and size.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KnownValue")
+            .field("kind", &self.kind)
+            .field("bytes", &self.value.len())
+            .finish()
+    }
+}
+
+/// Like [`redact`], and also replaces every occurrence of the `known` values (case is
+/// ignored; an occurrence must not be part of a longer word).
+///
+/// Every non-empty known value gets a mapping entry, even when the text does not contain
+/// it, so a draft can address the client by placeholder. Returns the placeholder of each
+/// known value in order, `None` for a blank value.
+pub fn redact_with_known(text: &str, known: &[KnownValue]) -> (Redaction, Vec<Option<String>>) {
+    let mut extra = Vec::new();
+    let keys: Vec<Option<String>> = known.iter().map(known_key).collect();
+    for (value, key) in known.iter().zip(&keys) {
+        if key.is_some() {
+            find_known(text, value, &mut extra);
+        }
+    }
+    let mut redaction = redact_with(text, extra);
+    let mut placeholders = Vec::with_capacity(known.len());
+    for (value, key) in known.iter().zip(keys) {
+        let Some(key) = key else {
+            placeholders.push(None);
+            continue;
+        };
+        let existing = redaction.spans.iter().find(|span| {
+            span.kind == value.kind
+                && (span.normalized.as_deref() == Some(key.as_str())
+                    || text::fold(&text[span.start..span.end]) == key)
+        });
+        let placeholder = match existing {
+            Some(span) => span.placeholder.clone(),
+            None => add_unseen(&mut redaction, text, value),
+        };
+        placeholders.push(Some(placeholder));
+    }
+    (redaction, placeholders)
+}
+
+/// Returns the key under which a known value shares a placeholder with detections of the same value.
+fn known_key(known: &KnownValue) -> Option<String> {
+    let value = known.value.trim();
+    if value.is_empty() {
+        return None;
+    }
+    Some(match known.kind {
+        PiiKind::Phone => phone::normalize(value).unwrap_or_else(|| text::fold(value)),
+        PiiKind::Email | PiiKind::Handle => value.to_lowercase(),
+        _ => text::fold(value),
+    })
+}
+
+fn find_known(text: &str, known: &KnownValue, out: &mut Vec<Detection>) {
+    let value = known.value.trim();
+    let Ok(pattern) = regex::RegexBuilder::new(&regex::escape(value))
+        .case_insensitive(true)
+        .build()
+    else {
+        return;
+    };
+    let normalized = known_key(known).filter(|_| known.kind != PiiKind::Person);
+    for m in pattern.find_iter(text) {
+        let before = text[..m.start()].chars().next_back();
+        let after = text[m.end()..].chars().next();
+        if before.is_some_and(char::is_alphanumeric) || after.is_some_and(char::is_alphanumeric) {
+            continue;
+        }
+        let mut detection = Detection::new(known.kind, m.start(), m.end(), 1.0);
+        detection.normalized = normalized.clone();
+        out.push(detection);
+    }
+}
+
+/// Adds a mapping entry for a known value the text does not contain.
+fn add_unseen(redaction: &mut Redaction, text: &str, known: &KnownValue) -> String {
+    let mut number = 1;
+    let placeholder = loop {
+        let candidate = format!("[{}_{}]", known.kind.as_str(), number);
+        number += 1;
+        if redaction.mapping.get(&candidate).is_none() && !text.contains(&candidate) {
+            break candidate;
+        }
+    };
+    redaction.mapping.entries.push(MappingEntry {
+        placeholder: placeholder.clone(),
+        kind: known.kind,
+        value: known.value.trim().to_string(),
+        occurrences: Vec::new(),
+    });
+    placeholder
+}
+
+fn redact_with(text: &str, extra: Vec<Detection>) -> Redaction {
     let mut fold_buffer = String::new();
     let tokens = text::tokenize(text, &mut fold_buffer);
-    let mut found = Vec::new();
+    let mut found = extra;
     // Digit-based regexes are skipped for texts without digits, which saves a full scan each.
     let has_digits = tokens.iter().any(|t| t.kind == text::TokenKind::Number);
     phone::detect(text, &tokens, has_digits, &mut found);
@@ -423,6 +532,40 @@ mod draft {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn known_values_share_detected_placeholders() {
+        let known = [
+            KnownValue {
+                kind: PiiKind::Person,
+                value: "Зарема".into(),
+            },
+            KnownValue {
+                kind: PiiKind::Phone,
+                value: "+7 917 482-16-39".into(),
+            },
+            KnownValue {
+                kind: PiiKind::Email,
+                value: "z@example.com".into(),
+            },
+        ];
+        let text = "Это зарема, мой номер 89174821639";
+        let (redaction, placeholders) = redact_with_known(text, &known);
+        assert!(
+            !redaction.text.to_lowercase().contains("зарема"),
+            "{}",
+            redaction.text
+        );
+        assert!(!redaction.text.contains("4821639"), "{}", redaction.text);
+        let phone = placeholders[1].as_deref().expect("phone placeholder");
+        assert!(redaction.text.contains(phone), "{}", redaction.text);
+        let email = placeholders[2].as_deref().expect("email placeholder");
+        assert_eq!(
+            redaction.mapping.get(email).map(|e| e.value.as_str()),
+            Some("z@example.com")
+        );
+        assert_eq!(restore(&redaction.mapping, &redaction.text), text);
+    }
 
     #[test]
     fn placeholder_at_accepts_only_well_formed() {

@@ -362,6 +362,18 @@ fn validate(candidate: &str) -> Option<String> {
     result
 }
 
+/// Returns the E.164 form of a phone number given on its own, such as a contact field.
+pub(crate) fn normalize(candidate: &str) -> Option<String> {
+    let digits: String = candidate.chars().filter(char::is_ascii_digit).collect();
+    let national = match digits.len() {
+        11 if digits.starts_with('8') => format!("+7{}", &digits[1..]),
+        _ if candidate.trim_start().starts_with('+') => format!("+{digits}"),
+        10 => format!("+7{digits}"),
+        _ => format!("+{digits}"),
+    };
+    validate(&national)
+}
+
 fn validate_uncached(candidate: &str) -> Option<String> {
     let number = phonenumber::parse(None, candidate).ok()?;
     if !phonenumber::is_valid(&number) {

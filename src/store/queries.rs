@@ -1,0 +1,494 @@
+//! The statements of the store, one function per unit of work, each in one transaction.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::{StoreError, now_rfc3339};
+use crate::redact::{Mapping, MappingEntry, PiiKind};
+
+/// A validated, redacted lead ready to be written.
+pub struct NewLead {
+    pub channel: String,
+    pub external_id: String,
+    pub redacted_text: String,
+    pub name_placeholder: Option<String>,
+    pub received_at: Option<String>,
+    pub special_category: bool,
+    pub mapping: Mapping,
+}
+
+/// The outcome of [`insert_lead`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    Created(i64),
+    /// The (channel, external_id) pair was already stored under this id.
+    Existing(i64),
+}
+
+/// The fields of a stored lead that the qualification step reads.
+pub struct LeadWork {
+    pub id: i64,
+    pub channel: String,
+    pub redacted_text: String,
+    pub name_placeholder: Option<String>,
+    pub mapping: Mapping,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QualificationRow {
+    pub service: String,
+    pub intent: String,
+    pub urgency: String,
+    pub temperature: String,
+    pub language: String,
+    pub missing_fields: Vec<String>,
+    pub summary: String,
+    pub score: u8,
+    pub model_sha256: String,
+    pub prompt_version: String,
+    pub queue_ms: f64,
+    pub prompt_ms: f64,
+    pub generate_ms: f64,
+    pub total_ms: f64,
+}
+
+/// A draft with placeholders, as stored.
+#[derive(Debug, Clone)]
+pub struct DraftRow {
+    pub text: String,
+    pub template_kind: String,
+    pub template_version: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TemplateRow {
+    pub kind: String,
+    pub service: Option<String>,
+    pub version: i64,
+    pub body: String,
+}
+
+/// A stored lead with whatever processing has finished.
+pub struct LeadRecord {
+    pub id: i64,
+    pub status: String,
+    pub qualification: Option<QualificationRow>,
+    pub draft: Option<DraftRow>,
+    pub mapping: Mapping,
+}
+
+/// Writes a lead, its mapping and a journal entry in one transaction, or returns the id of
+/// the lead already stored under the same (channel, external_id).
+pub fn insert_lead(conn: &mut Connection, lead: &NewLead) -> Result<Inserted, StoreError> {
+    let tx = conn.transaction()?;
+    let existing: Option<i64> = tx
+        .query_row(
+            "SELECT id FROM leads WHERE channel = ?1 AND external_id = ?2",
+            params![lead.channel, lead.external_id],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(id) = existing {
+        return Ok(Inserted::Existing(id));
+    }
+    tx.execute(
+        "INSERT INTO leads (channel, external_id, redacted_text, name_placeholder, received_at, \
+         created_at, status, special_category) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received', ?7)",
+        params![
+            lead.channel,
+            lead.external_id,
+            lead.redacted_text,
+            lead.name_placeholder,
+            lead.received_at,
+            now_rfc3339(),
+            lead.special_category,
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    for entry in &lead.mapping.entries {
+        let occurrences =
+            serde_json::to_string(&entry.occurrences).map_err(|e| StoreError::Corrupt {
+                column: "occurrences",
+                message: e.to_string(),
+            })?;
+        tx.execute(
+            "INSERT INTO redaction_mappings (lead_id, placeholder, kind, value, occurrences) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                id,
+                entry.placeholder,
+                entry.kind.as_str(),
+                entry.value,
+                occurrences
+            ],
+        )?;
+    }
+    let fields = serde_json::json!({
+        "channel": lead.channel,
+        "bytes": lead.redacted_text.len(),
+        "placeholders": lead.mapping.len(),
+        "special_category": lead.special_category,
+    });
+    journal(&tx, "lead_received", Some(id), &fields)?;
+    tx.commit()?;
+    Ok(Inserted::Created(id))
+}
+
+/// Appends a journal entry. `fields` must hold ids, counts and labels only.
+pub fn journal(
+    conn: &Connection,
+    action: &str,
+    lead_id: Option<i64>,
+    fields: &serde_json::Value,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO journal (at, action, lead_id, fields) VALUES (?1, ?2, ?3, ?4)",
+        params![now_rfc3339(), action, lead_id, fields.to_string()],
+    )?;
+    Ok(())
+}
+
+fn load_mapping(conn: &Connection, lead_id: i64) -> Result<Mapping, StoreError> {
+    let mut statement = conn.prepare(
+        "SELECT placeholder, kind, value, occurrences FROM redaction_mappings \
+         WHERE lead_id = ?1 ORDER BY rowid",
+    )?;
+    let rows = statement.query_map(params![lead_id], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, String>(2)?,
+            row.get::<_, String>(3)?,
+        ))
+    })?;
+    let mut mapping = Mapping::default();
+    for row in rows {
+        let (placeholder, kind, value, occurrences) = row?;
+        let kind = PiiKind::parse(&kind).ok_or_else(|| StoreError::Corrupt {
+            column: "kind",
+            message: format!("unknown placeholder kind `{kind}`"),
+        })?;
+        let occurrences: Vec<String> =
+            serde_json::from_str(&occurrences).map_err(|e| StoreError::Corrupt {
+                column: "occurrences",
+                message: e.to_string(),
+            })?;
+        mapping.entries.push(MappingEntry {
+            placeholder,
+            kind,
+            value,
+            occurrences,
+        });
+    }
+    Ok(mapping)
+}
+
+/// Returns what the qualification step needs of lead `id`, or `None` when it is unknown.
+pub fn load_work(conn: &Connection, id: i64) -> Result<Option<LeadWork>, StoreError> {
+    let row = conn
+        .query_row(
+            "SELECT channel, redacted_text, name_placeholder FROM leads WHERE id = ?1",
+            params![id],
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, Option<String>>(2)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((channel, redacted_text, name_placeholder)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(LeadWork {
+        id,
+        channel,
+        redacted_text,
+        name_placeholder,
+        mapping: load_mapping(conn, id)?,
+    }))
+}
+
+/// Returns the ids of leads accepted but not yet qualified, oldest first.
+pub fn unfinished_leads(conn: &Connection) -> Result<Vec<i64>, StoreError> {
+    let mut statement =
+        conn.prepare("SELECT id FROM leads WHERE status = 'received' ORDER BY id")?;
+    let ids = statement
+        .query_map([], |row| row.get(0))?
+        .collect::<Result<Vec<i64>, _>>()?;
+    Ok(ids)
+}
+
+/// Stores a qualification, the draft (if any) and the lead's new status in one transaction.
+pub fn finish_lead(
+    conn: &mut Connection,
+    lead_id: i64,
+    status: &str,
+    qualification: &QualificationRow,
+    draft: Option<&DraftRow>,
+) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    let q = qualification;
+    let missing = serde_json::to_string(&q.missing_fields).map_err(|e| StoreError::Corrupt {
+        column: "missing_fields",
+        message: e.to_string(),
+    })?;
+    tx.execute(
+        "INSERT OR REPLACE INTO qualifications (lead_id, service, intent, urgency, temperature, \
+         language, missing_fields, summary, score, model_sha256, prompt_version, queue_ms, \
+         prompt_ms, generate_ms, total_ms, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+        params![
+            lead_id,
+            q.service,
+            q.intent,
+            q.urgency,
+            q.temperature,
+            q.language,
+            missing,
+            q.summary,
+            q.score,
+            q.model_sha256,
+            q.prompt_version,
+            q.queue_ms,
+            q.prompt_ms,
+            q.generate_ms,
+            q.total_ms,
+            now_rfc3339(),
+        ],
+    )?;
+    if let Some(draft) = draft {
+        tx.execute(
+            "INSERT OR REPLACE INTO drafts (lead_id, text, template_kind, template_version, \
+             status, created_at) VALUES (?1, ?2, ?3, ?4, 'pending_review', ?5)",
+            params![
+                lead_id,
+                draft.text,
+                draft.template_kind,
+                draft.template_version,
+                now_rfc3339()
+            ],
+        )?;
+    }
+    tx.execute(
+        "UPDATE leads SET status = ?1 WHERE id = ?2",
+        params![status, lead_id],
+    )?;
+    let fields = serde_json::json!({
+        "status": status,
+        "service": q.service,
+        "intent": q.intent,
+        "score": q.score,
+        "prompt_version": q.prompt_version,
+        "template_kind": draft.map(|d| d.template_kind.as_str()),
+    });
+    journal(&tx, "lead_qualified", Some(lead_id), &fields)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Marks a lead whose processing failed, so it is not retried at every start.
+pub fn fail_lead(conn: &mut Connection, lead_id: i64, reason: &str) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    tx.execute(
+        "UPDATE leads SET status = 'failed' WHERE id = ?1",
+        params![lead_id],
+    )?;
+    journal(
+        &tx,
+        "lead_failed",
+        Some(lead_id),
+        &serde_json::json!({ "reason": reason }),
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn load_qualification(
+    conn: &Connection,
+    lead_id: i64,
+) -> Result<Option<QualificationRow>, StoreError> {
+    let row = conn
+        .query_row(
+            "SELECT service, intent, urgency, temperature, language, missing_fields, summary, \
+             score, model_sha256, prompt_version, queue_ms, prompt_ms, generate_ms, total_ms \
+             FROM qualifications WHERE lead_id = ?1",
+            params![lead_id],
+            |row| {
+                Ok((
+                    QualificationRow {
+                        service: row.get(0)?,
+                        intent: row.get(1)?,
+                        urgency: row.get(2)?,
+                        temperature: row.get(3)?,
+                        language: row.get(4)?,
+                        missing_fields: Vec::new(),
+                        summary: row.get(6)?,
+                        score: row.get(7)?,
+                        model_sha256: row.get(8)?,
+                        prompt_version: row.get(9)?,
+                        queue_ms: row.get(10)?,
+                        prompt_ms: row.get(11)?,
+                        generate_ms: row.get(12)?,
+                        total_ms: row.get(13)?,
+                    },
+                    row.get::<_, String>(5)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((mut qualification, missing)) = row else {
+        return Ok(None);
+    };
+    qualification.missing_fields =
+        serde_json::from_str(&missing).map_err(|e| StoreError::Corrupt {
+            column: "missing_fields",
+            message: e.to_string(),
+        })?;
+    Ok(Some(qualification))
+}
+
+/// Returns lead `id` with its qualification, draft and mapping, or `None` when unknown.
+pub fn load_lead(conn: &Connection, id: i64) -> Result<Option<LeadRecord>, StoreError> {
+    let status: Option<String> = conn
+        .query_row(
+            "SELECT status FROM leads WHERE id = ?1",
+            params![id],
+            |row| row.get(0),
+        )
+        .optional()?;
+    let Some(status) = status else {
+        return Ok(None);
+    };
+    let draft = conn
+        .query_row(
+            "SELECT text, template_kind, template_version FROM drafts WHERE lead_id = ?1",
+            params![id],
+            |row| {
+                Ok(DraftRow {
+                    text: row.get(0)?,
+                    template_kind: row.get(1)?,
+                    template_version: row.get(2)?,
+                })
+            },
+        )
+        .optional()?;
+    Ok(Some(LeadRecord {
+        id,
+        status,
+        qualification: load_qualification(conn, id)?,
+        draft,
+        mapping: load_mapping(conn, id)?,
+    }))
+}
+
+/// Inserts each shipped template as version 1 unless its (kind, service) already has one.
+pub fn seed_templates(
+    conn: &mut Connection,
+    templates: &[(String, Option<String>, String)],
+) -> Result<usize, StoreError> {
+    let tx = conn.transaction()?;
+    let mut inserted = 0;
+    for (kind, service, body) in templates {
+        let count: i64 = tx.query_row(
+            "SELECT count(*) FROM response_templates WHERE kind = ?1 \
+             AND ifnull(service, '') = ifnull(?2, '')",
+            params![kind, service],
+            |row| row.get(0),
+        )?;
+        if count == 0 {
+            tx.execute(
+                "INSERT INTO response_templates (kind, service, version, body, active, \
+                 created_at) VALUES (?1, ?2, 1, ?3, 1, ?4)",
+                params![kind, service, body, now_rfc3339()],
+            )?;
+            inserted += 1;
+        }
+    }
+    tx.commit()?;
+    Ok(inserted)
+}
+
+/// Returns the active templates, newest version first within each (kind, service).
+pub fn active_templates(conn: &Connection) -> Result<Vec<TemplateRow>, StoreError> {
+    let mut statement = conn.prepare(
+        "SELECT kind, service, version, body FROM response_templates WHERE active = 1 \
+         ORDER BY kind, service, version DESC",
+    )?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok(TemplateRow {
+                kind: row.get(0)?,
+                service: row.get(1)?,
+                version: row.get(2)?,
+                body: row.get(3)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Store;
+
+    fn test_store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("test.db")).unwrap();
+        (dir, store)
+    }
+
+    fn sample_lead() -> NewLead {
+        let redaction = crate::redact::redact("Меня зовут Гульнара, телефон +7 917 482-16-39");
+        NewLead {
+            channel: "telegram".into(),
+            external_id: "m-1".into(),
+            redacted_text: redaction.text,
+            name_placeholder: None,
+            received_at: None,
+            special_category: false,
+            mapping: redaction.mapping,
+        }
+    }
+
+    #[test]
+    fn repeated_external_id_returns_existing() -> Result<(), StoreError> {
+        let (_dir, store) = test_store();
+        let first = store.call_blocking(|c| insert_lead(c, &sample_lead()))?;
+        let second = store.call_blocking(|c| insert_lead(c, &sample_lead()))?;
+        let Inserted::Created(id) = first else {
+            panic!("first insert was {first:?}");
+        };
+        assert_eq!(second, Inserted::Existing(id));
+        Ok(())
+    }
+
+    #[test]
+    fn mapping_round_trips() -> Result<(), StoreError> {
+        let (_dir, store) = test_store();
+        let lead = sample_lead();
+        let Inserted::Created(id) = store.call_blocking(|c| insert_lead(c, &lead))? else {
+            panic!("not created");
+        };
+        let work = store
+            .call_blocking(|c| load_work(c, id))?
+            .expect("stored lead");
+        assert_eq!(work.mapping, lead.mapping);
+        assert!(!work.redacted_text.contains("482-16-39"));
+        Ok(())
+    }
+
+    #[test]
+    fn reopening_keeps_schema_version() -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("test.db");
+        drop(Store::open(&path)?);
+        let store = Store::open(&path)?;
+        let version: i64 =
+            store.call_blocking(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))?;
+        assert_eq!(version, 1);
+        Ok(())
+    }
+}

@@ -1,0 +1,443 @@
+//! The real `leadgate serve` binary with the small SmolLM2 model and a temporary database,
+//! driven over HTTP on 127.0.0.1.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const PLANTED_NAME: &str = "Эльвира";
+const PLANTED_PHONE: &str = "+7 917 555-12-34";
+const PLANTED_DIGITS: &str = "9175551234";
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// A running server; it is killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(db: &Path, extra_args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_leadgate"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--model",
+                common::SMOLLM,
+            ])
+            .arg("--db")
+            .arg(db)
+            .args(["--max-tokens", "64", "--threads", "1"])
+            .args(extra_args)
+            .env("LEADGATE_MODELS_DIR", common::models_dir())
+            .env("LEADGATE_LOG", "debug,leadgate::prompt=trace")
+            .env_remove("LEADGATE_CONFIG")
+            .env_remove("LEADGATE_QUEUE_CAPACITY")
+            .env_remove("LEADGATE_WAIT_MS")
+            .env("HF_HUB_OFFLINE", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start the leadgate binary");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (address_sender, address) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().expect("piped stderr");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("leadgate listening on ") {
+                    let _ = address_sender.send(rest.to_string());
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let base = match address.recv_timeout(STARTUP_TIMEOUT) {
+            Ok(base) => base,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the server did not start; log:\n{}", log.lock().unwrap());
+            }
+        };
+        Server { child, base, log }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    fn stop(mut self) -> String {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("cannot run kill");
+        assert!(status.success(), "kill -TERM failed");
+        let exit = self.child.wait().expect("cannot wait for the server");
+        // Let the reader thread take the last lines.
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(exit.success(), "server exit {exit:?}; log:\n{}", self.log());
+        self.log()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(600))
+        .build()
+}
+
+/// Sends a request and returns the status and the JSON body, for any status.
+fn send(request: ureq::Request, body: Option<&str>) -> (u16, Value, Option<String>) {
+    let result = match body {
+        Some(body) => request.send_string(body),
+        None => request.call(),
+    };
+    let response = match result {
+        Ok(response) => response,
+        Err(ureq::Error::Status(_, response)) => response,
+        Err(error) => panic!("request failed: {error}"),
+    };
+    let status = response.status();
+    let retry_after = response.header("Retry-After").map(str::to_string);
+    let text = response.into_string().unwrap();
+    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, value, retry_after)
+}
+
+fn post_lead(server: &Server, body: &Value) -> (u16, Value, Option<String>) {
+    let request = agent()
+        .post(&server.url("/v1/leads"))
+        .set("Content-Type", "application/json");
+    send(request, Some(&body.to_string()))
+}
+
+fn get_lead(server: &Server, id: i64) -> (u16, Value) {
+    let (status, body, _) = send(agent().get(&server.url(&format!("/v1/leads/{id}"))), None);
+    (status, body)
+}
+
+fn metric(server: &Server, name: &str) -> f64 {
+    let (_, body, _) = send(agent().get(&server.url("/metrics")), None);
+    let text = body.as_str().expect("metrics are text").to_string();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn planted_lead(external_id: &str) -> Value {
+    json!({
+        "channel": "telegram",
+        "external_id": external_id,
+        "text": format!(
+            "Здравствуйте, меня зовут {PLANTED_NAME}, сильно болит зуб, можно сегодня к \
+             стоматологу? Мой номер {PLANTED_PHONE}"
+        ),
+        "contact": { "name": PLANTED_NAME, "phone": PLANTED_PHONE },
+        "received_at": "2026-12-04T10:00:00Z"
+    })
+}
+
+fn assert_one_of(value: &Value, allowed: &[&str], field: &str) {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("{field} is not a string: {value}"));
+    assert!(
+        allowed.contains(&text),
+        "{field} = {text}, expected one of {allowed:?}"
+    );
+}
+
+fn wait_until_finished(server: &Server, id: i64) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let (status, body) = get_lead(server, id);
+        assert_eq!(status, 200, "{body}");
+        if body["status"] != "processing" {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "lead {id} still processing");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn assert_no_planted_values(text: &str, place: &str) {
+    assert!(
+        !text.contains(PLANTED_NAME),
+        "the planted name is in {place}"
+    );
+    assert!(
+        !text.contains(PLANTED_PHONE),
+        "the planted phone is in {place}"
+    );
+    assert!(
+        !text.contains(PLANTED_DIGITS),
+        "the planted phone digits are in {place}"
+    );
+    assert!(
+        !text.contains("555-12-34"),
+        "part of the planted phone is in {place}"
+    );
+}
+
+#[test]
+fn lead_qualified_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("leads.db");
+    // The first lead waits while the model reads the long system prompt once.
+    let server = Server::start(&db, &["--wait-ms", "600000"]);
+
+    let (status, body, _) = post_lead(&server, &planted_lead("msg-1"));
+    assert_eq!(status, 201, "{body}");
+    let lead_id = body["lead_id"].as_i64().expect("lead_id");
+    let q = &body["qualification"];
+    assert_one_of(&body["status"], &["pending_review", "spam"], "status");
+    assert_one_of(&q["service"], &leadgate::config::SERVICE_IDS, "service");
+    assert_one_of(&q["intent"], &leadgate::qualify::INTENTS, "intent");
+    assert_one_of(&q["urgency"], &leadgate::qualify::URGENCIES, "urgency");
+    assert_one_of(
+        &q["temperature"],
+        &leadgate::qualify::TEMPERATURES,
+        "temperature",
+    );
+    assert_one_of(&q["language"], &leadgate::qualify::LANGUAGES, "language");
+    let score = q["score"].as_u64().expect("score");
+    assert!(score <= 100, "score {score}");
+    // The stems and the urgency words decide these, whatever the small model outputs.
+    assert_eq!(q["service"], "dentistry");
+    assert_eq!(q["urgency"], "high");
+    if body["status"] == "pending_review" {
+        let draft = body["draft"]["text"].as_str().expect("draft text");
+        assert!(
+            draft.contains(PLANTED_NAME),
+            "the draft lacks the client's name: {draft}"
+        );
+        assert!(body["draft"]["template_version"].as_i64() == Some(1));
+    }
+    for key in ["queue_ms", "prompt_ms", "generate_ms", "total_ms"] {
+        assert!(
+            body["timings"][key].is_number(),
+            "timings.{key} missing: {body}"
+        );
+    }
+
+    let engine_requests = metric(&server, "leadgate_engine_requests_total");
+    assert!(
+        engine_requests >= 1.0,
+        "the engine counter is {engine_requests}"
+    );
+    let (status, repeat, _) = post_lead(&server, &planted_lead("msg-1"));
+    assert_eq!(status, 200, "{repeat}");
+    assert_eq!(repeat["lead_id"], lead_id);
+    assert_eq!(repeat["qualification"], body["qualification"]);
+    assert_eq!(
+        metric(&server, "leadgate_engine_requests_total"),
+        engine_requests
+    );
+
+    let (status, fetched) = get_lead(&server, lead_id);
+    assert_eq!(status, 200);
+    assert_eq!(fetched["qualification"], body["qualification"]);
+    let (status, missing) = get_lead(&server, 999_999);
+    assert_eq!(status, 404);
+    assert_eq!(missing["error"]["code"], "lead_not_found");
+
+    for path in ["/healthz", "/readyz", "/openapi.json"] {
+        let (status, body, _) = send(agent().get(&server.url(path)), None);
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    assert!(
+        metric(
+            &server,
+            "leadgate_http_requests_total{endpoint=\"/v1/leads\",method=\"POST\",status=\"201\"}"
+        ) >= 1.0
+    );
+
+    let log = server.stop();
+    assert!(
+        log.contains("leadgate::prompt"),
+        "the redacted prompt is not logged at trace"
+    );
+    assert_no_planted_values(&log, "the server log");
+
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let rows: Vec<String> = conn
+        .prepare(
+            "SELECT redacted_text FROM leads UNION ALL SELECT summary FROM qualifications \
+             UNION ALL SELECT text FROM drafts UNION ALL SELECT fields FROM journal",
+        )
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(rows.len() >= 3, "expected stored rows, got {}", rows.len());
+    for row in &rows {
+        assert_no_planted_values(row, "a stored lead, qualification, draft or journal row");
+    }
+    let mapped: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM redaction_mappings WHERE value = ?1",
+            [PLANTED_PHONE],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(mapped, 1, "the phone is not in the mapping table");
+}
+
+#[test]
+fn invalid_bodies_get_4xx() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(&dir.path().join("leads.db"), &[]);
+    let engine_requests = metric(&server, "leadgate_engine_requests_total");
+    let valid = json!({"channel": "web", "external_id": "x", "text": "Сколько стоит маникюр?"});
+    let with = |key: &str, value: Value| {
+        let mut body = valid.clone();
+        body[key] = value;
+        body.to_string()
+    };
+    let mut missing_text = valid.clone();
+    missing_text.as_object_mut().unwrap().remove("text");
+    let cases: Vec<(&str, String, u16, &str)> = vec![
+        ("empty text", with("text", json!("   ")), 422, "empty_text"),
+        (
+            "20 KiB text",
+            with("text", json!("а".repeat(10 * 1024))),
+            422,
+            "text_too_long",
+        ),
+        (
+            "wrong channel",
+            with("channel", json!("fax")),
+            422,
+            "invalid_channel",
+        ),
+        (
+            "broken JSON",
+            "{\"channel\": \"web\",".to_string(),
+            400,
+            "invalid_json",
+        ),
+        (
+            "unknown field",
+            with("secret", json!(1)),
+            400,
+            "unknown_field",
+        ),
+        (
+            "missing field",
+            missing_text.to_string(),
+            400,
+            "missing_field",
+        ),
+        (
+            "wrong type",
+            with("text", json!(5)),
+            400,
+            "invalid_field_type",
+        ),
+        (
+            "bad time",
+            with("received_at", json!("вчера")),
+            422,
+            "invalid_received_at",
+        ),
+    ];
+    for (name, body, status, code) in cases {
+        let request = agent()
+            .post(&server.url("/v1/leads"))
+            .set("Content-Type", "application/json");
+        let (got, response, _) = send(request, Some(&body));
+        assert_eq!(got, status, "{name}: {response}");
+        assert_eq!(response["error"]["code"], code, "{name}: {response}");
+        let message = response["error"]["message"].as_str().unwrap_or_default();
+        assert!(!message.is_empty(), "{name}: empty message");
+        assert!(
+            !message.contains("маникюр"),
+            "{name}: the message quotes the text"
+        );
+    }
+    let request = agent()
+        .post(&server.url("/v1/leads"))
+        .set("Content-Type", "text/plain");
+    let (status, response, _) = send(request, Some(&valid.to_string()));
+    assert_eq!(status, 415, "{response}");
+    assert_eq!(response["error"]["code"], "unsupported_media_type");
+    let (status, response) = {
+        let (s, r, _) = send(agent().get(&server.url("/v1/leads/abc")), None);
+        (s, r)
+    };
+    assert_eq!(status, 400, "{response}");
+    assert_eq!(response["error"]["code"], "invalid_lead_id");
+    // Only the start-up warm-up may have reached the model, never a rejected body.
+    assert!(metric(&server, "leadgate_engine_requests_total") <= engine_requests.max(1.0));
+}
+
+#[test]
+fn queue_full_answers_202_then_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &dir.path().join("leads.db"),
+        &["--queue-capacity", "1", "--wait-ms", "0"],
+    );
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let body = json!({"channel": "whatsapp", "external_id": format!("q-{n}"),
+            "text": "Хочу записаться на массаж спины в пятницу"});
+        let (status, response, retry_after) = post_lead(&server, &body);
+        assert_eq!(status, 202, "{response}");
+        assert_eq!(response["status"], "processing");
+        assert!(retry_after.is_some(), "202 without Retry-After");
+        ids.push(response["lead_id"].as_i64().expect("lead_id"));
+    }
+    for id in ids {
+        let lead = wait_until_finished(&server, id);
+        assert_one_of(&lead["status"], &["pending_review", "spam"], "status");
+        assert_eq!(lead["qualification"]["service"], "massage");
+    }
+}
+
+#[test]
+fn shutdown_finishes_leads_and_restart_keeps_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("leads.db");
+    let server = Server::start(&db, &["--wait-ms", "0"]);
+    let body = json!({"channel": "instagram", "external_id": "r-1",
+        "text": "Сколько стоит стрижка?"});
+    let (status, first, _) = post_lead(&server, &body);
+    assert_eq!(status, 202, "{first}");
+    let id = first["lead_id"].as_i64().unwrap();
+    // SIGTERM: the server stops listening but finishes the accepted lead first.
+    server.stop();
+
+    let server = Server::start(&db, &[]);
+    let (status, again) = get_lead(&server, id);
+    assert_eq!(status, 200, "{again}");
+    assert_one_of(&again["status"], &["pending_review", "spam"], "status");
+    assert_eq!(again["qualification"]["service"], "hair");
+    let (status, repeat, _) = post_lead(&server, &body);
+    assert_eq!(status, 200, "{repeat}");
+    assert_eq!(repeat["lead_id"], id);
+    assert_eq!(repeat["qualification"], again["qualification"]);
+}
