@@ -24,7 +24,7 @@ pub struct ConfigArgs {
     #[arg(long, env = "LEADGATE_CONFIG")]
     pub config: Option<PathBuf>,
 
-    /// The SQLite database file.
+    /// The SQLite database file; `qualify` and `eval` use a temporary one when it is absent.
     #[arg(long, env = "LEADGATE_DB")]
     pub db: Option<PathBuf>,
 

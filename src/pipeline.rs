@@ -319,6 +319,8 @@ impl Pipeline {
         redacted: &str,
         report: &mut Option<oneshot::Sender<Progress>>,
     ) -> Result<Option<Generation>, PipelineError> {
+        // TODO: the engine takes any String; a type that only `redact` can build would
+        // make sending unredacted text to the model a compile error.
         let request = self.qualifier.request(redacted);
         let prompt_sha = hex::encode(Sha256::digest(redacted.as_bytes()));
         tracing::debug!(prompt_sha256 = %prompt_sha, bytes = redacted.len(), "queueing the prompt");

@@ -28,6 +28,9 @@
 
 use crate::config::Service;
 
+// NOTE: the cue lists were tuned on one labelled corpus of 100 messages, so accuracy on
+// other wording is likely lower; `leadgate eval --misses` lists disagreements to extend them.
+
 const SPAM_CUES: &[&str] = &[
     "http",
     "www.",
