@@ -102,7 +102,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     pub schema: Option<PathBuf>,
 
-    /// The most tokens to generate.
+    /// Maximum number of tokens to generate.
     #[arg(long, default_value_t = 256)]
     pub max_tokens: usize,
 
@@ -280,7 +280,7 @@ pub fn eval_redaction(file: &std::path::Path, with_misses: bool) -> anyhow::Resu
     let mut report = crate::redact::evaluate(&input);
     if report.messages == 0 {
         bail!(
-            "{} holds no labelled messages (one JSON object with `text` per line)",
+            "{} contains no labelled messages (one JSON object with `text` per line)",
             file.display()
         );
     }

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 /// The catalog shipped with the source: one row per package part.
 const CATALOG: &str = include_str!("../models/catalog.tsv");
 
-/// The model `serve`, `qualify` and `generate` use unless told otherwise.
+/// The model `serve`, `qualify` and `generate` use when no `--model` is given.
 pub const DEFAULT_MODEL: &str = "qwen2.5-coder-0.5b-instruct";
 
 /// The small model the tests run on.
@@ -53,7 +53,7 @@ pub enum ModelError {
     },
 }
 
-/// One package that holds a part of a model file.
+/// One package that contains a part of a model file.
 #[derive(Debug, Clone)]
 pub struct Part {
     pub package: String,
@@ -205,7 +205,7 @@ pub fn resolve_hub(reference: &str, cache: &hf_hub::Cache) -> Result<PathBuf, Mo
         .map_err(|e| hub_error(e.to_string()))
 }
 
-/// Returns true when `HF_HUB_OFFLINE` asks for the cache only (`1`, `true`, `yes`, `on`).
+/// Returns true when `HF_HUB_OFFLINE` requests the cache only (`1`, `true`, `yes`, `on`).
 fn hub_offline() -> bool {
     std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| {
         matches!(

@@ -127,7 +127,7 @@ fn greedy_output_matches_llama_cpp() {
     }
 }
 
-/// A qualification schema with enums, like the server's.
+/// Returns a qualification schema with enums, like the server's.
 fn lead_schema() -> Value {
     json!({
         "type": "object",
@@ -307,7 +307,7 @@ fn requests_in_a_row_are_independent() {
     assert_eq!(other.timings.cached_tokens, again.timings.cached_tokens);
     assert!(other.timings.cached_tokens < other.timings.prompt_tokens);
 
-    // A model that never saw the other requests gives the same answer.
+    // A model that never processed the other requests generates the same tokens.
     let mut fresh = LoadedModel::load(&common::model_path(common::SMOLLM)).unwrap();
     let alone = run(&mut fresh, &request("Name three colours."));
     assert_eq!(alone.timings.cached_tokens, 0);

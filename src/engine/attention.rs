@@ -33,7 +33,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// Attention of `q` `(1, n_head, seq, head_dim)` over the first `total` positions of
 /// `cache`, where the `seq` queries are the last `seq` of the `total` positions and each
-/// sees the positions up to its own. Query head `h` uses key-value head
+/// attends to the positions up to its own. Query head `h` uses key-value head
 /// `h / (n_head / n_kv_head)`. Returns `(1, seq, n_head * head_dim)`.
 pub(crate) fn causal_attention(
     q: &Tensor,

@@ -33,7 +33,7 @@ pub struct GenerateRequest {
     pub prompt: Prompt,
     /// A JSON Schema the output must match; `None` for free text.
     pub schema: Option<Value>,
-    /// The most tokens to generate, forced tokens included.
+    /// Maximum number of tokens to generate, forced tokens included.
     pub max_tokens: usize,
     pub sampling: Sampling,
 }

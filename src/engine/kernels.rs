@@ -186,7 +186,7 @@ fn dot_rows_scalar(weights: &[u8], acts: &[BlockQ8], blocks: usize, out: &mut [f
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_op_in_unsafe_fn)]
 mod avx2 {
-    use super::{BLOCK, BlockQ8, Q5_0_BYTES, ROW_TILE};
+    use super::{BlockQ8, Q5_0_BYTES, ROW_TILE};
     use half::f16;
     use std::arch::x86_64::*;
 
@@ -256,7 +256,6 @@ mod avx2 {
         for (value, sum) in out.iter_mut().zip(sums.iter()) {
             *value = hsum(*sum);
         }
-        let _ = BLOCK;
     }
 }
 

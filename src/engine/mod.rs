@@ -1,7 +1,7 @@
 //! The inference engine: GGUF models run with candle on the CPU, output optionally held to
 //! a JSON schema.
 //!
-//! The engine takes text and returns text; it knows nothing of leads, HTTP or storage.
+//! The engine takes text and returns text; it does not depend on leads, HTTP or storage.
 //! Callers must hand it text that is already redacted.
 
 mod attention;

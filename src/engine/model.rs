@@ -140,8 +140,8 @@ pub(crate) fn with_f32_slice<R>(
 /// A weight matrix in the layout its quantization type runs fastest in.
 enum Weight {
     Candle(QMatMul),
-    /// candle runs Q6K with one kernel for a single input row and another for several,
-    /// which round differently; a single row is sent as two so both cases share a kernel.
+    /// candle runs Q6K with one kernel for a single input row and another for several, and
+    /// the two round differently. A single row is therefore sent as two.
     CandleBatchOnly(QMatMul),
     Q5_0(Q5_0Matrix),
 }

@@ -195,7 +195,7 @@ impl TextTokenizer {
         self.eos_token.as_deref()
     }
 
-    /// The tokenizer that knows control tokens, for building the constraint's token trie.
+    /// The tokenizer that parses control tokens, for building the constraint's token trie.
     pub fn hf_tokenizer(&self) -> &Tokenizer {
         &self.special
     }

@@ -54,7 +54,7 @@ impl Engine {
         thread::Builder::new()
             .name("leadgate-engine".into())
             .spawn(move || run_worker(model, receiver, worker_stats))
-            .expect("the operating system refused to start the engine thread");
+            .expect("the operating system failed to start the engine thread");
         Self {
             sender,
             capacity,

@@ -11,19 +11,19 @@ use leadgate::engine::LoadedModel;
 pub const SMOLLM: &str = "smollm2-135m-instruct";
 pub const QWEN: &str = "qwen2.5-coder-0.5b-instruct";
 
-/// The repository root.
+/// Returns the repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The folder with the fetched models: `LEADGATE_MODELS_DIR`, else `models/`.
+/// Returns the folder with the fetched models: `LEADGATE_MODELS_DIR`, else `models/`.
 pub fn models_dir() -> PathBuf {
     std::env::var_os("LEADGATE_MODELS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("models"))
 }
 
-/// The path of a fetched model; fails the test with the command to fetch it.
+/// Returns the path of a fetched model, or fails the test with the command to fetch it.
 pub fn model_path(name: &str) -> PathBuf {
     leadgate::models::resolve(name, &models_dir())
         .unwrap_or_else(|e| panic!("{e} (the tests need `models/fetch {name}` first)"))
@@ -41,19 +41,19 @@ fn shared(
     .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The test model, loaded once per test binary; tests that use it run one at a time.
+/// Locks the test model, loaded once per test binary, so tests that use it run one at a time.
 pub fn smollm() -> MutexGuard<'static, LoadedModel> {
     static CELL: OnceLock<Mutex<LoadedModel>> = OnceLock::new();
     shared(&CELL, SMOLLM)
 }
 
-/// The default model, loaded once per test binary.
+/// Locks the default model, loaded once per test binary.
 pub fn qwen() -> MutexGuard<'static, LoadedModel> {
     static CELL: OnceLock<Mutex<LoadedModel>> = OnceLock::new();
     shared(&CELL, QWEN)
 }
 
-/// The labelled lead corpus in ../shared.
+/// Returns the path of the labelled lead corpus (`LEADGATE_CORPUS`, else the shared copy).
 pub fn corpus_path() -> PathBuf {
     std::env::var_os("LEADGATE_CORPUS")
         .map(PathBuf::from)
