@@ -369,6 +369,26 @@ fn appended_tokens_give_the_logits_of_the_whole_sequence_on_qwen() {
 }
 
 #[test]
+fn logits_of_chosen_tokens_equal_the_full_projection_on_qwen() {
+    // Qwen's tied output projection is Q8_0, which leadgate can compute for a few tokens
+    // only, as constrained decoding does when a schema allows a handful of tokens.
+    let model = common::qwen();
+    let m = model.model();
+    let tokens = model.tokenizer().encode_special("Запись на массаж").unwrap();
+    let mut cache = m.new_cache();
+    let hidden = m.forward_hidden(&tokens, &mut cache).unwrap();
+    let full = m.logits(&hidden).unwrap();
+    let full = full.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let ids = [0, 7, 151_935, 42_000, 42_001, 42_002, 42_003, 42_004, 13];
+    let chosen = m
+        .logits_of(&hidden, &ids)
+        .unwrap()
+        .expect("Qwen's output projection is Q8_0");
+    let expected: Vec<f32> = ids.iter().map(|&i| full[i]).collect();
+    assert_eq!(chosen, expected);
+}
+
+#[test]
 fn sampling_with_a_seed_repeats() {
     let mut model = common::smollm();
     let request = |seed| GenerateRequest {

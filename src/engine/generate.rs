@@ -8,13 +8,14 @@ use std::time::Instant;
 
 use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
+use llguidance::toktrie::SimpleVob;
 use serde::Serialize;
 use serde_json::Value;
 
 use super::chat::{ChatMessage, ChatTemplate, Role};
 use super::constraint::{Constraint, ConstraintFactory};
 use super::error::{EngineError, Result};
-use super::model::{KvCache, Logits, Model};
+use super::model::{KvCache, Model};
 use super::sampling::{Sampler, Sampling};
 use super::tokenizer::TextTokenizer;
 
@@ -287,7 +288,7 @@ impl LoadedModel {
     }
 
     /// Runs the prompt through the model, reusing and filling the prefix cache, and returns
-    /// the cache, the last position's logits and how many tokens came from the cache.
+    /// the cache, the last position's hidden state and how many tokens came from the cache.
     fn run_prompt(
         &mut self,
         tokens: &[u32],
@@ -300,15 +301,13 @@ impl LoadedModel {
         let reused = cached;
         if let Some(prefix_len) = prefix_len.filter(|&len| len > cached && len < tokens.len()) {
             self.model
-                .forward(&tokens[cached..prefix_len], &mut cache, Logits::Last)?;
+                .forward_hidden(&tokens[cached..prefix_len], &mut cache)?;
             self.prefixes
                 .insert(tokens[..prefix_len].to_vec(), cache.clone());
             cached = prefix_len;
         }
-        let logits = self
-            .model
-            .forward(&tokens[cached..], &mut cache, Logits::Last)?;
-        Ok((cache, logits, reused))
+        let hidden = self.model.forward_hidden(&tokens[cached..], &mut cache)?;
+        Ok((cache, hidden, reused))
     }
 
     /// Generates for a prepared request. `cancelled` is polled before each token; when it
@@ -339,7 +338,7 @@ impl LoadedModel {
             ..Timings::default()
         };
         let started = Instant::now();
-        let (mut cache, mut logits, cached) = self.run_prompt(&tokens, prefix_len)?;
+        let (mut cache, mut hidden, cached) = self.run_prompt(&tokens, prefix_len)?;
         timings.cached_tokens = cached;
         timings.prompt_ms = started.elapsed().as_secs_f64() * 1000.0;
 
@@ -363,25 +362,21 @@ impl LoadedModel {
                     if output.len() >= max_tokens {
                         break FinishReason::Length;
                     }
-                    logits = self.model.forward(taken, &mut cache, Logits::Last)?;
+                    hidden = self.model.forward_hidden(taken, &mut cache)?;
                     continue;
                 }
             }
             if output.len() >= max_tokens {
                 break FinishReason::Length;
             }
-            let mut values = logits.flatten_all()?.to_vec1::<f32>()?;
-            if let Some(constraint) = constraint.as_mut() {
-                let allowed = constraint.allowed()?;
-                allowed.iter_unset_entries(|i| {
-                    if let Some(v) = values.get_mut(i) {
-                        *v = f32::NEG_INFINITY;
-                    }
-                });
-                if let Some(beyond) = values.get_mut(allowed.len()..) {
-                    beyond.fill(f32::NEG_INFINITY);
-                }
-            }
+            let values = match constraint.as_mut() {
+                Some(constraint) => self.allowed_logits(&hidden, &constraint.allowed()?)?,
+                None => self
+                    .model
+                    .logits(&hidden)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?,
+            };
             let token = sampler
                 .sample(&values)
                 .ok_or_else(|| EngineError::Constraint {
@@ -400,7 +395,7 @@ impl LoadedModel {
             if output.len() >= max_tokens {
                 break FinishReason::Length;
             }
-            logits = self.model.forward(&[token], &mut cache, Logits::Last)?;
+            hidden = self.model.forward_hidden(&[token], &mut cache)?;
         };
         timings.generated_tokens = output.len();
         timings.generate_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -424,6 +419,45 @@ impl LoadedModel {
         })
     }
 }
+
+impl LoadedModel {
+    /// Returns logits over the whole vocabulary with every token that `allowed` excludes at
+    /// minus infinity. When few tokens are allowed, as when the schema offers a choice of
+    /// enum values, only their logits are computed: the output projection is the largest
+    /// matrix of a small model.
+    fn allowed_logits(&self, hidden: &Tensor, allowed: &SimpleVob) -> Result<Vec<f32>> {
+        let vocab = self.model.config().vocab_size;
+        if allowed.num_set() <= vocab / FEW_ALLOWED_DIVISOR {
+            let mut ids = Vec::with_capacity(allowed.num_set());
+            allowed.iter_set_entries(|i| {
+                if i < vocab {
+                    ids.push(i);
+                }
+            });
+            if let Some(chosen) = self.model.logits_of(hidden, &ids)? {
+                let mut values = vec![f32::NEG_INFINITY; vocab];
+                for (&id, value) in ids.iter().zip(chosen) {
+                    values[id] = value;
+                }
+                return Ok(values);
+            }
+        }
+        let mut values = self.model.logits(hidden)?.flatten_all()?.to_vec1::<f32>()?;
+        allowed.iter_unset_entries(|i| {
+            if let Some(v) = values.get_mut(i) {
+                *v = f32::NEG_INFINITY;
+            }
+        });
+        if let Some(beyond) = values.get_mut(allowed.len()..) {
+            beyond.fill(f32::NEG_INFINITY);
+        }
+        Ok(values)
+    }
+}
+
+/// Only the allowed tokens' logits are computed when at most this fraction of the vocabulary
+/// is allowed.
+const FEW_ALLOWED_DIVISOR: usize = 8;
 
 /// A checked request, ready for the model.
 pub struct Prepared {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::attention::causal_attention;
 use super::error::{EngineError, Result};
-use super::kernels::Q5_0Matrix;
+use super::kernels::{Format, QuantMatrix};
 
 /// Architectures this module runs, by their GGUF `general.architecture` name.
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["qwen2", "llama"];
@@ -143,16 +143,22 @@ enum Weight {
     /// candle runs Q6K with one kernel for a single input row and another for several, and
     /// the two round differently. A single row is therefore sent as two.
     CandleBatchOnly(QMatMul),
-    Q5_0(Q5_0Matrix),
+    /// Q5_0 and Q8_0, on this crate's kernels.
+    Own(QuantMatrix),
 }
 
 impl Weight {
     fn new(qt: QTensor) -> candle_core::Result<Self> {
-        if qt.dtype() == GgmlDType::Q5_0
+        let format = match qt.dtype() {
+            GgmlDType::Q5_0 => Some(Format::Q5_0),
+            GgmlDType::Q8_0 => Some(Format::Q8_0),
+            _ => None,
+        };
+        if let Some(format) = format
             && let [rows, cols] = qt.shape().dims()
-            && let Some(matrix) = Q5_0Matrix::new(*rows, *cols, qt.data()?.into_owned())
+            && let Some(matrix) = QuantMatrix::new(format, *rows, *cols, qt.data()?.into_owned())
         {
-            return Ok(Weight::Q5_0(matrix));
+            return Ok(Weight::Own(matrix));
         }
         if qt.dtype() == GgmlDType::Q6K && cfg!(target_arch = "x86_64") {
             return Ok(Weight::CandleBatchOnly(QMatMul::from_qtensor(qt)?));
@@ -171,7 +177,7 @@ impl Weight {
                 let doubled = Tensor::cat(&[xs, xs], xs.rank() - 2)?;
                 weight.forward(&doubled)?.narrow(xs.rank() - 2, 0, 1)
             }
-            Weight::Q5_0(weight) => weight.forward(xs),
+            Weight::Own(weight) => weight.forward(xs),
         }
     }
 }
@@ -194,11 +200,11 @@ impl Linear {
 
 /// Matrices applied to the same input, such as the query, key and value projections.
 ///
-/// When every part is Q5_0 they are stacked into one matrix, so one pass over the thread
+/// When every part is on this crate's kernels in one format, they are stacked into one matrix, so one pass over the thread
 /// pool and one quantization of the input serve all of them.
 enum Projection {
     Stacked {
-        weight: Q5_0Matrix,
+        weight: QuantMatrix,
         /// Output width of each part, in order.
         widths: Vec<usize>,
         bias: Option<Tensor>,
@@ -208,19 +214,19 @@ enum Projection {
 
 impl Projection {
     fn new(parts: Vec<Linear>) -> candle_core::Result<Self> {
-        let all_q5_0 = parts.iter().all(|p| matches!(p.weight, Weight::Q5_0(_)));
+        let all_own = parts.iter().all(|p| matches!(p.weight, Weight::Own(_)));
         let biases = parts.iter().filter(|p| p.bias.is_some()).count();
-        if !all_q5_0 || (biases != 0 && biases != parts.len()) {
+        if !all_own || (biases != 0 && biases != parts.len()) {
             return Ok(Projection::Separate(parts));
         }
-        let matrices: Vec<&Q5_0Matrix> = parts
+        let matrices: Vec<&QuantMatrix> = parts
             .iter()
             .filter_map(|p| match &p.weight {
-                Weight::Q5_0(m) => Some(m),
+                Weight::Own(m) => Some(m),
                 _ => None,
             })
             .collect();
-        let Some(weight) = Q5_0Matrix::stack(&matrices) else {
+        let Some(weight) = QuantMatrix::stack(&matrices) else {
             return Ok(Projection::Separate(parts));
         };
         let widths = matrices.iter().map(|m| m.rows()).collect();
@@ -512,6 +518,34 @@ impl Model {
     /// to it, and returns logits of shape `(1, vocab)` for [`Logits::Last`] or
     /// `(tokens.len(), vocab)` for [`Logits::All`].
     pub fn forward(&self, tokens: &[u32], cache: &mut KvCache, logits: Logits) -> Result<Tensor> {
+        let hidden = self.hidden(tokens, cache, logits)?;
+        self.logits(&hidden)
+    }
+
+    /// Like [`Model::forward`] with [`Logits::Last`], but stops before the output projection:
+    /// returns the normalized hidden state of the last position, shape `(1, n_embd)`, for
+    /// [`Model::logits`] or [`Model::logits_of`].
+    pub fn forward_hidden(&self, tokens: &[u32], cache: &mut KvCache) -> Result<Tensor> {
+        self.hidden(tokens, cache, Logits::Last)
+    }
+
+    /// Projects hidden states from [`Model::forward_hidden`] to logits over the vocabulary.
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(self.output.forward(&hidden.squeeze(0)?)?)
+    }
+
+    /// Returns the logits of the tokens `ids` only, in that order, for a hidden state of one
+    /// position, or `None` when the output projection cannot compute a subset (its weights
+    /// are on candle's kernels). Each value equals the one [`Model::logits`] gives.
+    pub fn logits_of(&self, hidden: &Tensor, ids: &[usize]) -> Result<Option<Vec<f32>>> {
+        let Weight::Own(output) = &self.output else {
+            return Ok(None);
+        };
+        let values = with_f32_slice(&hidden.contiguous()?, |x| output.forward_rows(x, ids))??;
+        Ok(Some(values))
+    }
+
+    fn hidden(&self, tokens: &[u32], cache: &mut KvCache, logits: Logits) -> Result<Tensor> {
         let seq_len = tokens.len();
         let start = cache.len;
         if seq_len == 0 {
@@ -543,9 +577,11 @@ impl Model {
             Logits::Last => xs.narrow(1, seq_len - 1, 1)?,
             Logits::All => xs,
         };
-        let xs = candle_nn::ops::rms_norm(&xs, &self.output_norm, self.config.rms_norm_eps)?;
-        let out = self.output.forward(&xs.squeeze(0)?)?;
-        Ok(out)
+        Ok(candle_nn::ops::rms_norm(
+            &xs,
+            &self.output_norm,
+            self.config.rms_norm_eps,
+        )?)
     }
 
     fn layer_forward(
