@@ -67,19 +67,27 @@ impl ConfigArgs {
             max_tokens: self.max_tokens,
             db_key_file: database.db_key_file,
             db_unencrypted: database.db_unencrypted,
+            busy_timeout_ms: database.busy_timeout_ms,
             ..overrides
         };
         Settings::load(self.config.as_deref(), &overrides)
     }
 }
 
-/// Returns the overrides of the database key's settings from the environment. They have
-/// no flags, so that nothing about a key is typed on a command line, where `ps` and the
-/// shell history would show it.
+/// Returns the overrides of the database settings from the environment. The key's
+/// settings have no flags, so that nothing about a key is typed on a command line, where
+/// `ps` and the shell history would show it.
 pub fn database_overrides() -> anyhow::Result<Overrides> {
+    let busy_timeout_ms = match std::env::var("LEADGATE_DB_BUSY_TIMEOUT_MS") {
+        Ok(value) => Some(value.parse().map_err(|_| {
+            anyhow::anyhow!("invalid LEADGATE_DB_BUSY_TIMEOUT_MS: expected milliseconds")
+        })?),
+        Err(_) => None,
+    };
     Ok(Overrides {
         db_key_file: std::env::var_os("LEADGATE_DB_KEY_FILE").map(PathBuf::from),
         db_unencrypted: env_flag("LEADGATE_DB_UNENCRYPTED")?,
+        busy_timeout_ms,
         ..Overrides::default()
     })
 }
@@ -106,7 +114,29 @@ pub fn database_key(settings: &Settings) -> anyhow::Result<DbKey> {
              development only"
         );
     }
+    if let Some(path) = &settings.database.key_file {
+        warn_if_others_can_read(path);
+    }
     Ok(key)
+}
+
+/// Warns when a key file is readable by its group or by other users.
+fn warn_if_others_can_read(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(metadata) = std::fs::metadata(path)
+            && metadata.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(
+                key_file = %path.display(),
+                mode = format!("{:o}", metadata.permissions().mode() & 0o777),
+                "the database key file is readable by other users; run chmod 600 on it"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// Opens the store at `db` with `key`.
@@ -135,6 +165,10 @@ pub struct ServeArgs {
     /// The largest request body, in bytes.
     #[arg(long, env = "LEADGATE_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
+
+    /// The largest total size of the request line and headers, in bytes.
+    #[arg(long, env = "LEADGATE_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
 
     /// Milliseconds a client has to send its request headers, and again its body.
     #[arg(long, env = "LEADGATE_REQUEST_TIMEOUT_MS")]
@@ -214,6 +248,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tls_cert: args.tls_cert.clone(),
         tls_key: args.tls_key.clone(),
         max_body_bytes: args.max_body_bytes,
+        max_header_bytes: args.max_header_bytes,
         request_timeout_ms: args.request_timeout_ms,
         rate_per_minute: args.rate_per_minute,
         rate_burst: args.rate_burst,

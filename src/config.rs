@@ -120,9 +120,11 @@ pub struct Overrides {
     pub max_tokens: Option<usize>,
     pub db_key_file: Option<PathBuf>,
     pub db_unencrypted: Option<bool>,
+    pub busy_timeout_ms: Option<u64>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub max_body_bytes: Option<usize>,
+    pub max_header_bytes: Option<usize>,
     pub request_timeout_ms: Option<u64>,
     pub rate_per_minute: Option<u32>,
     pub rate_burst: Option<u32>,
@@ -179,6 +181,7 @@ impl Settings {
             self.database.key_file = o.db_key_file;
         }
         self.database.unencrypted = o.db_unencrypted.unwrap_or(self.database.unencrypted);
+        self.database.busy_timeout_ms = o.busy_timeout_ms.unwrap_or(self.database.busy_timeout_ms);
         if o.tls_cert.is_some() {
             self.tls.cert = o.tls_cert;
         }
@@ -187,6 +190,7 @@ impl Settings {
         }
         let limits = &mut self.limits;
         limits.max_body_bytes = o.max_body_bytes.unwrap_or(limits.max_body_bytes);
+        limits.max_header_bytes = o.max_header_bytes.unwrap_or(limits.max_header_bytes);
         limits.request_timeout_ms = o.request_timeout_ms.unwrap_or(limits.request_timeout_ms);
         limits.rate_per_minute = o.rate_per_minute.unwrap_or(limits.rate_per_minute);
         limits.rate_burst = o.rate_burst.unwrap_or(limits.rate_burst);

@@ -97,6 +97,14 @@ pub fn backup(args: BackupArgs) -> anyhow::Result<ExitCode> {
     let settings = args.database.load()?;
     let db = existing_db(&settings)?;
     let key = database_key(&settings)?;
+    if args.path.exists()
+        && std::fs::canonicalize(&args.path).ok() == std::fs::canonicalize(db).ok()
+    {
+        bail!(
+            "the backup path {} is the database itself; choose another file",
+            args.path.display()
+        );
+    }
     let backup_key = passphrase_from("LEADGATE_BACKUP_KEY", args.key_file.as_deref())?
         .unwrap_or_else(|| key.clone());
     if backup_key == DbKey::Unencrypted {

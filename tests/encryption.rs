@@ -201,6 +201,42 @@ fn wrong_or_missing_key_is_rejected() {
         .output()
         .unwrap();
     assert!(from_file.status.success(), "{}", text(&from_file.stderr));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let shared = leadgate()
+            .arg("backup")
+            .arg("--db")
+            .arg(&db)
+            .arg(&copy)
+            .arg("--force")
+            .env_remove("LEADGATE_DB_KEY")
+            .env("LEADGATE_DB_KEY_FILE", &key_file)
+            .output()
+            .unwrap();
+        assert!(shared.status.success(), "{}", text(&shared.stderr));
+        assert!(
+            text(&shared.stderr).contains("readable by other users"),
+            "{}",
+            text(&shared.stderr)
+        );
+    }
+
+    let onto_itself = leadgate()
+        .arg("backup")
+        .arg("--db")
+        .arg(&db)
+        .arg(&db)
+        .arg("--force")
+        .output()
+        .unwrap();
+    assert_eq!(onto_itself.status.code(), Some(1));
+    assert!(
+        text(&onto_itself.stderr).contains("is the database itself"),
+        "{}",
+        text(&onto_itself.stderr)
+    );
 
     let both = leadgate()
         .arg("backup")

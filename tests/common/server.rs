@@ -34,6 +34,8 @@ pub fn leadgate() -> Command {
         "LEADGATE_TLS_CERT",
         "LEADGATE_TLS_KEY",
         "LEADGATE_MAX_BODY_BYTES",
+        "LEADGATE_MAX_HEADER_BYTES",
+        "LEADGATE_DB_BUSY_TIMEOUT_MS",
         "LEADGATE_REQUEST_TIMEOUT_MS",
         "LEADGATE_RATE_PER_MINUTE",
         "LEADGATE_RATE_BURST",
