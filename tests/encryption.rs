@@ -390,6 +390,7 @@ mod tls {
             .with_root_certificates(roots)
             .with_no_client_auth();
         config.alpn_protocols = vec![alpn.to_vec()];
+
         let tcp = TcpStream::connect(address).await.unwrap();
         let name = ServerName::try_from("127.0.0.1").unwrap();
         let tls = TlsConnector::from(Arc::new(config))
@@ -398,6 +399,7 @@ mod tls {
             .unwrap();
         let negotiated = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
         assert_eq!(negotiated.as_deref(), Some(alpn), "ALPN");
+
         let io = TokioIo::new(tls);
         let response = if alpn == b"h2" {
             let (mut sender, connection) =
@@ -411,6 +413,7 @@ mod tls {
             tokio::spawn(connection);
             sender.send_request(request).await.unwrap()
         };
+
         let version = response.version();
         let status = response.status().as_u16();
         let body = response.into_body().collect().await.unwrap().to_bytes();

@@ -139,3 +139,27 @@ pub fn now_rfc3339() -> String {
         .format(&time::format_description::well_known::Rfc3339)
         .expect("a current UTC time formats as RFC 3339")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_lock_maps_to_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leads.db");
+        let key = DbKey::Passphrase("test key".into());
+        let store = Store::open(&path, &key, Duration::from_millis(50)).unwrap();
+        let other = open_connection(&path, &key, Duration::from_millis(50)).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let result = store.call_blocking(|conn| {
+            conn.execute(
+                "INSERT INTO journal (at, action, fields) VALUES ('now', 'test', '[]')",
+                [],
+            )?;
+            Ok(())
+        });
+        assert!(matches!(result, Err(StoreError::Busy)), "{result:?}");
+        other.execute_batch("ROLLBACK").unwrap();
+    }
+}
