@@ -12,10 +12,11 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::config::{Overrides, Settings};
+use crate::db_admin::{self, database_key, open_store};
 use crate::engine::{self, Engine, LoadedModel};
 use crate::models;
 use crate::pipeline::{Contact, Pipeline, Progress, ValidLead};
-use crate::store::{DbKey, Inserted, Store};
+use crate::store::{DbKey, Inserted};
 
 /// Options shared by every command that reads the configuration.
 #[derive(Debug, Args)]
@@ -57,7 +58,7 @@ impl ConfigArgs {
 
     /// Reads the settings with `overrides` and these flags applied; a flag wins.
     fn load_with(&self, overrides: Overrides) -> anyhow::Result<Settings> {
-        let database = database_overrides()?;
+        let database = db_admin::database_overrides()?;
         let overrides = Overrides {
             db: self.db.clone(),
             model: self.model.clone(),
@@ -72,77 +73,6 @@ impl ConfigArgs {
         };
         Settings::load(self.config.as_deref(), &overrides)
     }
-}
-
-/// Returns the overrides of the database settings from the environment. The key's
-/// settings have no flags, so that nothing about a key is typed on a command line, where
-/// `ps` and the shell history would show it.
-pub fn database_overrides() -> anyhow::Result<Overrides> {
-    let busy_timeout_ms = match std::env::var("LEADGATE_DB_BUSY_TIMEOUT_MS") {
-        Ok(value) => Some(value.parse().map_err(|_| {
-            anyhow::anyhow!("invalid LEADGATE_DB_BUSY_TIMEOUT_MS: expected milliseconds")
-        })?),
-        Err(_) => None,
-    };
-    Ok(Overrides {
-        db_key_file: std::env::var_os("LEADGATE_DB_KEY_FILE").map(PathBuf::from),
-        db_unencrypted: env_flag("LEADGATE_DB_UNENCRYPTED")?,
-        busy_timeout_ms,
-        ..Overrides::default()
-    })
-}
-
-/// Reads a yes-or-no environment variable: 1, true or yes, and 0, false or no.
-fn env_flag(name: &str) -> anyhow::Result<Option<bool>> {
-    let Some(value) = std::env::var_os(name) else {
-        return Ok(None);
-    };
-    match value.to_str().map(str::to_ascii_lowercase).as_deref() {
-        Some("1" | "true" | "yes") => Ok(Some(true)),
-        Some("0" | "false" | "no" | "") => Ok(Some(false)),
-        _ => bail!("invalid {name}: expected 1 or 0"),
-    }
-}
-
-/// Returns the configured database key, and warns when the database is unencrypted.
-pub fn database_key(settings: &Settings) -> anyhow::Result<DbKey> {
-    let key = settings.database_key()?;
-    if key == DbKey::Unencrypted {
-        tracing::warn!(
-            database = %settings.db.display(),
-            "the database is NOT encrypted (database.unencrypted is set); use this for \
-             development only"
-        );
-    }
-    if let Some(path) = &settings.database.key_file {
-        warn_if_others_can_read(path);
-    }
-    Ok(key)
-}
-
-/// Warns when a key file is readable by its group or by other users.
-fn warn_if_others_can_read(path: &Path) {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        if let Ok(metadata) = std::fs::metadata(path)
-            && metadata.permissions().mode() & 0o077 != 0
-        {
-            tracing::warn!(
-                key_file = %path.display(),
-                mode = format!("{:o}", metadata.permissions().mode() & 0o777),
-                "the database key file is readable by other users; run chmod 600 on it"
-            );
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-}
-
-/// Opens the store at `db` with `key`.
-pub fn open_store(settings: &Settings, db: &Path, key: &DbKey) -> anyhow::Result<Store> {
-    Store::open(db, key, settings.busy_timeout())
-        .with_context(|| format!("cannot open database {}", db.display()))
 }
 
 #[derive(Debug, Args)]
