@@ -77,6 +77,8 @@ pub async fn run(
     }
 }
 
+// NOTE: hyper itself rejects oversized headers (431 over HTTP/1.1) and slow headers,
+// so those responses carry no `{error: {code, message}}` body.
 fn http_builder(limits: ConnectionLimits) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

@@ -13,6 +13,8 @@ use rusqlite::{Connection, ErrorCode};
 use super::StoreError;
 
 /// The protection of the database file: a SQLCipher passphrase, or none.
+// NOTE: the passphrase stays in ordinary heap memory, not zeroed on drop, until the
+// process exits.
 #[derive(Clone, PartialEq, Eq)]
 pub enum DbKey {
     /// A SQLCipher passphrase.
