@@ -12,10 +12,11 @@ use clap::Args;
 use serde::Deserialize;
 
 use crate::config::{Overrides, Settings};
+use crate::db_admin::{self, database_key, open_store};
 use crate::engine::{self, Engine, LoadedModel};
 use crate::models;
 use crate::pipeline::{Contact, Pipeline, Progress, ValidLead};
-use crate::store::{Inserted, Store};
+use crate::store::{DbKey, Inserted};
 
 /// Options shared by every command that reads the configuration.
 #[derive(Debug, Args)]
@@ -50,15 +51,25 @@ pub struct ConfigArgs {
 }
 
 impl ConfigArgs {
-    fn load(&self, listen: Option<SocketAddr>) -> anyhow::Result<Settings> {
+    /// Reads the settings with these flags and the database variables applied.
+    pub fn load(&self) -> anyhow::Result<Settings> {
+        self.load_with(Overrides::default())
+    }
+
+    /// Reads the settings with `overrides` and these flags applied; a flag wins.
+    fn load_with(&self, overrides: Overrides) -> anyhow::Result<Settings> {
+        let database = db_admin::database_overrides()?;
         let overrides = Overrides {
-            listen,
             db: self.db.clone(),
             model: self.model.clone(),
             threads: self.threads,
             queue_capacity: self.queue_capacity,
             wait_ms: self.wait_ms,
             max_tokens: self.max_tokens,
+            db_key_file: database.db_key_file,
+            db_unencrypted: database.db_unencrypted,
+            busy_timeout_ms: database.busy_timeout_ms,
+            ..overrides
         };
         Settings::load(self.config.as_deref(), &overrides)
     }
@@ -72,6 +83,34 @@ pub struct ServeArgs {
     /// The address and port to listen on; port 0 picks a free one.
     #[arg(long, env = "LEADGATE_LISTEN")]
     pub listen: Option<SocketAddr>,
+
+    /// A PEM file with the TLS certificate chain; HTTPS needs it and --tls-key.
+    #[arg(long, env = "LEADGATE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// A PEM file with the TLS private key.
+    #[arg(long, env = "LEADGATE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// The largest request body, in bytes.
+    #[arg(long, env = "LEADGATE_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+
+    /// The largest total size of the request line and headers, in bytes.
+    #[arg(long, env = "LEADGATE_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+
+    /// Milliseconds a client has to send its request headers, and again its body.
+    #[arg(long, env = "LEADGATE_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
+
+    /// Leads per minute one API key may send; 0 turns the limit off.
+    #[arg(long, env = "LEADGATE_RATE_PER_MINUTE")]
+    pub rate_per_minute: Option<u32>,
+
+    /// Leads one API key may send at once after a quiet period.
+    #[arg(long, env = "LEADGATE_RATE_BURST")]
+    pub rate_burst: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -103,7 +142,9 @@ pub struct EvalArgs {
 }
 
 /// Loads the model, starts the engine, opens the database and builds the pipeline.
-fn start_pipeline(settings: Settings, db: &Path) -> anyhow::Result<Pipeline> {
+fn start_pipeline(settings: Settings, db: &Path, key: &DbKey) -> anyhow::Result<Pipeline> {
+    // A wrong key fails here, before the model takes seconds to load.
+    let store = open_store(&settings, db, key)?;
     if settings.threads > 0 {
         // SAFETY: called on the main thread before the runtime or any other thread starts.
         unsafe { engine::set_threads(settings.threads) };
@@ -119,8 +160,6 @@ fn start_pipeline(settings: Settings, db: &Path) -> anyhow::Result<Pipeline> {
         "model loaded"
     );
     let engine = Engine::start(model, settings.queue_capacity);
-    let store =
-        Store::open(db).with_context(|| format!("cannot open database {}", db.display()))?;
     Pipeline::new(Arc::new(settings), engine, store, sha256)
 }
 
@@ -134,10 +173,32 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 /// Runs `leadgate serve`.
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let settings = args.config.load(args.listen)?;
+    let settings = args.config.load_with(Overrides {
+        listen: args.listen,
+        tls_cert: args.tls_cert.clone(),
+        tls_key: args.tls_key.clone(),
+        max_body_bytes: args.max_body_bytes,
+        max_header_bytes: args.max_header_bytes,
+        request_timeout_ms: args.request_timeout_ms,
+        rate_per_minute: args.rate_per_minute,
+        rate_burst: args.rate_burst,
+        ..Overrides::default()
+    })?;
     let listen = settings.listen;
     let db = settings.db.clone();
-    let pipeline = start_pipeline(settings, &db)?;
+    let tls = match (&settings.tls.cert, &settings.tls.key) {
+        (Some(cert), Some(key)) => Some(crate::http::tls::acceptor(cert, key)?),
+        _ => None,
+    };
+    if tls.is_none() && !listen.ip().is_loopback() {
+        tracing::warn!(
+            address = %listen,
+            "plain HTTP beyond the loopback address: API keys and personal data cross \
+             the network unencrypted; set tls.cert and tls.key"
+        );
+    }
+    let key = database_key(&settings)?;
+    let pipeline = start_pipeline(settings, &db, &key)?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets(&[
             0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 60.0,
@@ -150,22 +211,39 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         let bound = listener.local_addr()?;
-        tracing::info!(address = %bound, database = %db.display(), "listening");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(address = %bound, scheme, database = %db.display(), "listening");
         // A plain line that scripts and tests can read to learn a port picked by the OS.
-        eprintln!("leadgate listening on http://{bound}");
-        crate::http::serve(listener, pipeline, Some(metrics)).await
+        eprintln!("leadgate listening on {scheme}://{bound}");
+        crate::http::serve(listener, pipeline, Some(metrics), tls).await
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Returns the database path a one-off command uses: the given one, else a file in a
-/// temporary folder that is removed afterwards.
-fn one_off_db(args: &ConfigArgs) -> anyhow::Result<(PathBuf, Option<tempfile::TempDir>)> {
+/// A database that a one-off command uses.
+struct OneOffDb {
+    path: PathBuf,
+    key: DbKey,
+    /// The temporary folder of a database that is removed afterwards.
+    _folder: Option<tempfile::TempDir>,
+}
+
+/// Returns the database a one-off command uses: the given one with the configured key,
+/// else a file in a temporary folder, encrypted with a random key.
+fn one_off_db(args: &ConfigArgs, settings: &Settings) -> anyhow::Result<OneOffDb> {
     match &args.db {
-        Some(path) => Ok((path.clone(), None)),
+        Some(path) => Ok(OneOffDb {
+            path: path.clone(),
+            key: database_key(settings)?,
+            _folder: None,
+        }),
         None => {
-            let dir = tempfile::tempdir().context("cannot create a temporary folder")?;
-            Ok((dir.path().join("leadgate.db"), Some(dir)))
+            let folder = tempfile::tempdir().context("cannot create a temporary folder")?;
+            Ok(OneOffDb {
+                path: folder.path().join("leadgate.db"),
+                key: DbKey::random(),
+                _folder: Some(folder),
+            })
         }
     }
 }
@@ -202,9 +280,9 @@ pub fn qualify(args: QualifyArgs) -> anyhow::Result<ExitCode> {
     if text.is_empty() {
         bail!("the lead text is empty; pass --text or write it to standard input");
     }
-    let settings = args.config.load(None)?;
-    let (db, _temporary) = one_off_db(&args.config)?;
-    let pipeline = start_pipeline(settings, &db)?;
+    let settings = args.config.load()?;
+    let db = one_off_db(&args.config, &settings)?;
+    let pipeline = start_pipeline(settings, &db.path, &db.key)?;
     let external_id = format!(
         "cli-{}",
         time::OffsetDateTime::now_utc().unix_timestamp_nanos()
@@ -264,9 +342,9 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
     if leads.is_empty() {
         bail!("{} has no labelled leads", args.file.display());
     }
-    let settings = args.config.load(None)?;
-    let (db, _temporary) = one_off_db(&args.config)?;
-    let pipeline = start_pipeline(settings, &db)?;
+    let settings = args.config.load()?;
+    let db = one_off_db(&args.config, &settings)?;
+    let pipeline = start_pipeline(settings, &db.path, &db.key)?;
     let fields = ["service", "intent", "urgency", "temperature"];
     let mut correct = [0usize; 4];
     let mut seconds = Vec::with_capacity(leads.len());

@@ -34,6 +34,12 @@ pub enum Command {
     /// Runs a labelled JSON Lines file through the server's path and prints the accuracy
     /// per field and the seconds per lead.
     Eval(crate::app::EvalArgs),
+    /// Writes an encrypted, consistent copy of the database to PATH, also while `serve`
+    /// runs, and prints its size as JSON.
+    Backup(crate::db_admin::BackupArgs),
+    /// Maintains the database file.
+    #[command(subcommand)]
+    Db(crate::db_admin::DbCommand),
     /// Runs the model on one prompt and prints its output; speeds go to standard error.
     Generate(GenerateArgs),
     /// Fetches, lists and verifies model files.
@@ -373,6 +379,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => crate::app::serve(args),
         Command::Qualify(args) => crate::app::qualify(args),
         Command::Eval(args) => crate::app::eval(args),
+        Command::Backup(args) => crate::db_admin::backup(args),
+        Command::Db(command) => crate::db_admin::db_command(command),
         Command::Generate(args) => generate(args),
         Command::Model(command) => model_command(command),
         Command::Tokenize(args) => tokenize(args),

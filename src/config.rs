@@ -12,6 +12,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use crate::store::DbKey;
+
 /// The commented example configuration; its values are the built-in defaults.
 pub const EXAMPLE_TOML: &str = include_str!("../leadgate.example.toml");
 
@@ -42,7 +44,48 @@ pub struct Settings {
     /// Milliseconds `POST /v1/leads` waits for the model before it answers 202.
     pub wait_ms: u64,
     pub max_tokens: usize,
+    pub database: DatabaseSettings,
+    #[serde(default)]
+    pub tls: TlsSettings,
+    pub limits: Limits,
     pub services: Vec<Service>,
+}
+
+/// Database settings: where the key comes from, the unencrypted mode and the lock wait.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// A file that contains the SQLCipher passphrase; `LEADGATE_DB_KEY` wins over it.
+    pub key_file: Option<PathBuf>,
+    /// True to keep the database as a plain SQLite file, for development only.
+    pub unencrypted: bool,
+    /// Milliseconds a statement waits for another connection's lock before it fails.
+    pub busy_timeout_ms: u64,
+}
+
+/// The PEM certificate chain and private key of HTTPS; plain HTTP when both are absent.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// Limits on what one client may send and how long each step may take.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// The largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// The largest total size of a request's headers, in bytes.
+    pub max_header_bytes: usize,
+    /// Milliseconds a client has to send the request headers, and again the body.
+    pub request_timeout_ms: u64,
+    /// Requests per minute one API key may make to `POST /v1/leads`; 0 turns the
+    /// limit off.
+    pub rate_per_minute: u32,
+    /// Requests one API key may make at once after a quiet period.
+    pub rate_burst: u32,
 }
 
 /// One entry of the service catalog.
@@ -65,20 +108,6 @@ pub struct Service {
     pub ask_for: String,
 }
 
-/// A partial settings file: every key optional, merged over the defaults.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileSettings {
-    listen: Option<SocketAddr>,
-    db: Option<PathBuf>,
-    model: Option<String>,
-    threads: Option<usize>,
-    queue_capacity: Option<usize>,
-    wait_ms: Option<u64>,
-    max_tokens: Option<usize>,
-    services: Option<Vec<Service>>,
-}
-
 /// Overrides from environment variables and flags; `None` keeps the file's value.
 #[derive(Debug, Default, Clone)]
 pub struct Overrides {
@@ -89,6 +118,16 @@ pub struct Overrides {
     pub queue_capacity: Option<usize>,
     pub wait_ms: Option<u64>,
     pub max_tokens: Option<usize>,
+    pub db_key_file: Option<PathBuf>,
+    pub db_unencrypted: Option<bool>,
+    pub busy_timeout_ms: Option<u64>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub max_body_bytes: Option<usize>,
+    pub max_header_bytes: Option<usize>,
+    pub request_timeout_ms: Option<u64>,
+    pub rate_per_minute: Option<u32>,
+    pub rate_burst: Option<u32>,
 }
 
 impl Settings {
@@ -98,13 +137,15 @@ impl Settings {
     }
 
     /// Reads the settings: the defaults, then `file` (or `leadgate.toml` in the current
-    /// folder when it exists), then `overrides`.
+    /// folder when it exists), then `overrides`. A table in the file, such as
+    /// `[database]`, changes only the keys it names; `services` replaces the catalog.
     ///
     /// # Errors
     /// When the given file cannot be read, is not valid TOML, has an unknown key, or the
-    /// merged catalog is invalid (see [`Settings::validate`]).
+    /// merged settings are invalid (see [`Settings::validate`]).
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Settings> {
-        let mut settings = Settings::defaults();
+        let mut merged: toml::Table =
+            toml::from_str(EXAMPLE_TOML).expect("leadgate.example.toml is valid TOML");
         let implicit = Path::new("leadgate.toml");
         let path = match file {
             Some(path) => Some(path),
@@ -114,38 +155,17 @@ impl Settings {
         if let Some(path) = path {
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("cannot read configuration file {}", path.display()))?;
-            let parsed: FileSettings = toml::from_str(&text)
+            let table: toml::Table = toml::from_str(&text)
                 .with_context(|| format!("invalid configuration file {}", path.display()))?;
-            settings.merge(parsed);
+            merge_tables(&mut merged, table);
         }
+        let mut settings: Settings = merged.try_into().with_context(|| match path {
+            Some(path) => format!("invalid configuration file {}", path.display()),
+            None => "invalid built-in configuration".to_string(),
+        })?;
         settings.apply(overrides);
         settings.validate()?;
         Ok(settings)
-    }
-
-    fn merge(&mut self, file: FileSettings) {
-        let FileSettings {
-            listen,
-            db,
-            model,
-            threads,
-            queue_capacity,
-            wait_ms,
-            max_tokens,
-            services,
-        } = file;
-        self.apply(&Overrides {
-            listen,
-            db,
-            model,
-            threads,
-            queue_capacity,
-            wait_ms,
-            max_tokens,
-        });
-        if let Some(services) = services {
-            self.services = services;
-        }
     }
 
     fn apply(&mut self, overrides: &Overrides) {
@@ -157,6 +177,23 @@ impl Settings {
         self.queue_capacity = o.queue_capacity.unwrap_or(self.queue_capacity);
         self.wait_ms = o.wait_ms.unwrap_or(self.wait_ms);
         self.max_tokens = o.max_tokens.unwrap_or(self.max_tokens);
+        if o.db_key_file.is_some() {
+            self.database.key_file = o.db_key_file;
+        }
+        self.database.unencrypted = o.db_unencrypted.unwrap_or(self.database.unencrypted);
+        self.database.busy_timeout_ms = o.busy_timeout_ms.unwrap_or(self.database.busy_timeout_ms);
+        if o.tls_cert.is_some() {
+            self.tls.cert = o.tls_cert;
+        }
+        if o.tls_key.is_some() {
+            self.tls.key = o.tls_key;
+        }
+        let limits = &mut self.limits;
+        limits.max_body_bytes = o.max_body_bytes.unwrap_or(limits.max_body_bytes);
+        limits.max_header_bytes = o.max_header_bytes.unwrap_or(limits.max_header_bytes);
+        limits.request_timeout_ms = o.request_timeout_ms.unwrap_or(limits.request_timeout_ms);
+        limits.rate_per_minute = o.rate_per_minute.unwrap_or(limits.rate_per_minute);
+        limits.rate_burst = o.rate_burst.unwrap_or(limits.rate_burst);
     }
 
     /// Checks the catalog: every id known and present once, `other` included, and price
@@ -191,7 +228,50 @@ impl Settings {
                 self.max_tokens
             );
         }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            bail!(
+                "tls.cert and tls.key must be set together \
+                 (LEADGATE_TLS_CERT and LEADGATE_TLS_KEY)"
+            );
+        }
+        let limits = &self.limits;
+        if limits.max_body_bytes < 1024 {
+            bail!(
+                "limits.max_body_bytes is {}; the minimum is 1024",
+                limits.max_body_bytes
+            );
+        }
+        if limits.max_header_bytes < 8192 {
+            bail!(
+                "limits.max_header_bytes is {}; the minimum is 8192",
+                limits.max_header_bytes
+            );
+        }
+        if limits.request_timeout_ms == 0 {
+            bail!("limits.request_timeout_ms must be above 0");
+        }
+        if limits.rate_per_minute > 0 && limits.rate_burst == 0 {
+            bail!("limits.rate_burst must be at least 1 while limits.rate_per_minute is above 0");
+        }
         Ok(())
+    }
+
+    /// Returns the database key: `LEADGATE_DB_KEY`, else the content of
+    /// `database.key_file`, else [`DbKey::Unencrypted`] when `database.unencrypted` is set.
+    ///
+    /// # Errors
+    /// [`KeyError`] when no key is configured, a key and the unencrypted mode are both
+    /// set, or the key file cannot be read or is empty.
+    pub fn database_key(&self) -> Result<DbKey, KeyError> {
+        key_from_sources(std::env::var_os(DB_KEY_VAR), &self.database)
+    }
+
+    pub fn busy_timeout(&self) -> Duration {
+        Duration::from_millis(self.database.busy_timeout_ms)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.limits.request_timeout_ms)
     }
 
     pub fn wait(&self) -> Duration {
@@ -203,8 +283,91 @@ impl Settings {
     }
 }
 
+/// The environment variable with the database passphrase.
+pub const DB_KEY_VAR: &str = "LEADGATE_DB_KEY";
+
+/// Why no database key could be read; no variant holds any part of a key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error(
+        "the database key is missing: set LEADGATE_DB_KEY, or database.key_file \
+         (LEADGATE_DB_KEY_FILE) to a file that contains the key; for development only, \
+         database.unencrypted = true (LEADGATE_DB_UNENCRYPTED=1) keeps the file unencrypted"
+    )]
+    Missing,
+
+    #[error(
+        "database.unencrypted (LEADGATE_DB_UNENCRYPTED) is set together with a database key \
+         (LEADGATE_DB_KEY or database.key_file); remove one of them"
+    )]
+    Conflict,
+
+    #[error("cannot read the database key file {path}: {source}")]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    #[error("the database key in {place} is empty or not UTF-8 text")]
+    Invalid { place: String },
+}
+
+/// Picks the key from the variable's value and the database settings.
+fn key_from_sources(
+    from_env: Option<std::ffi::OsString>,
+    database: &DatabaseSettings,
+) -> Result<DbKey, KeyError> {
+    let passphrase = match (from_env, &database.key_file) {
+        (Some(value), _) => Some(passphrase_text(value.into_string().ok(), DB_KEY_VAR)?),
+        (None, Some(path)) => Some(read_key_file(path)?),
+        (None, None) => None,
+    };
+    match (passphrase, database.unencrypted) {
+        (Some(_), true) => Err(KeyError::Conflict),
+        (Some(passphrase), false) => Ok(DbKey::Passphrase(passphrase)),
+        (None, true) => Ok(DbKey::Unencrypted),
+        (None, false) => Err(KeyError::Missing),
+    }
+}
+
+/// Reads a passphrase from a file, without the line break an editor or `echo` adds.
+pub fn read_key_file(path: &Path) -> Result<String, KeyError> {
+    let bytes = std::fs::read(path).map_err(|source| KeyError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = String::from_utf8(bytes)
+        .ok()
+        .map(|text| text.trim_end_matches(['\n', '\r']).to_string());
+    passphrase_text(text, &path.display().to_string())
+}
+
+fn passphrase_text(text: Option<String>, place: &str) -> Result<String, KeyError> {
+    match text {
+        Some(text) if !text.is_empty() => Ok(text),
+        _ => Err(KeyError::Invalid {
+            place: place.to_string(),
+        }),
+    }
+}
+
+/// Merges `overlay` into `base`: tables key by key, any other value replaced whole.
+fn merge_tables(base: &mut toml::Table, overlay: toml::Table) {
+    for (key, value) in overlay {
+        match (base.get_mut(&key), value) {
+            (Some(toml::Value::Table(base_table)), toml::Value::Table(overlay_table)) => {
+                merge_tables(base_table, overlay_table);
+            }
+            (_, value) => {
+                base.insert(key, value);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+
     use super::*;
 
     #[test]
@@ -238,6 +401,75 @@ mod tests {
         std::fs::write(&path, "listne = \"127.0.0.1:9000\"\n")?;
         let error = Settings::load(Some(&path), &Overrides::default()).unwrap_err();
         assert!(format!("{error:#}").contains("listne"), "{error:#}");
+        Ok(())
+    }
+
+    fn database(key_file: Option<PathBuf>, unencrypted: bool) -> DatabaseSettings {
+        DatabaseSettings {
+            key_file,
+            unencrypted,
+            busy_timeout_ms: 5000,
+        }
+    }
+
+    #[test]
+    fn key_comes_from_env_then_file() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("db.key");
+        std::fs::write(&file, "from the file\r\n")?;
+        let settings = database(Some(file.clone()), false);
+        let key = key_from_sources(Some("from env".into()), &settings)?;
+        assert_eq!(key, DbKey::Passphrase("from env".into()));
+        let key = key_from_sources(None, &settings)?;
+        assert_eq!(key, DbKey::Passphrase("from the file".into()));
+        Ok(())
+    }
+
+    #[test]
+    fn key_problems_are_named() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let missing = key_from_sources(None, &database(None, false)).unwrap_err();
+        assert!(matches!(missing, KeyError::Missing), "{missing}");
+        let unencrypted = key_from_sources(None, &database(None, true))?;
+        assert_eq!(unencrypted, DbKey::Unencrypted);
+        let both = key_from_sources(Some("key".into()), &database(None, true)).unwrap_err();
+        assert!(matches!(both, KeyError::Conflict), "{both}");
+        let empty_env = key_from_sources(Some("".into()), &database(None, false)).unwrap_err();
+        assert!(matches!(empty_env, KeyError::Invalid { .. }), "{empty_env}");
+        let empty = dir.path().join("empty.key");
+        std::fs::write(&empty, "\n")?;
+        let error = key_from_sources(None, &database(Some(empty), false)).unwrap_err();
+        assert!(matches!(error, KeyError::Invalid { .. }), "{error}");
+        let absent = dir.path().join("absent.key");
+        let error = key_from_sources(None, &database(Some(absent), false)).unwrap_err();
+        assert!(matches!(error, KeyError::Unreadable { .. }), "{error}");
+        Ok(())
+    }
+
+    #[test]
+    fn file_table_changes_only_its_keys() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("leadgate.toml");
+        std::fs::write(
+            &path,
+            "[limits]\nrate_burst = 5\n[database]\nunencrypted = true\n",
+        )?;
+        let settings = Settings::load(Some(&path), &Overrides::default())?;
+        let defaults = Settings::defaults();
+        assert_eq!(settings.limits.rate_burst, 5);
+        assert_eq!(
+            settings.limits.rate_per_minute,
+            defaults.limits.rate_per_minute
+        );
+        assert_eq!(
+            settings.limits.max_body_bytes,
+            defaults.limits.max_body_bytes
+        );
+        assert!(settings.database.unencrypted);
+        assert_eq!(settings.services.len(), defaults.services.len());
+        std::fs::write(&path, "[limits]\nrate_brust = 5\n")?;
+        let error = Settings::load(Some(&path), &Overrides::default()).unwrap_err();
+        assert!(format!("{error:#}").contains("rate_brust"), "{error:#}");
         Ok(())
     }
 }

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod db_admin;
 pub mod draft;
 pub mod engine;
 pub mod http;

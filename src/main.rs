@@ -18,7 +18,24 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            exit_code(&error)
         }
+    }
+}
+
+/// Returns exit status 3 when the database key is missing or wrong, so scripts can tell
+/// that case apart, and 1 for any other error.
+fn exit_code(error: &anyhow::Error) -> ExitCode {
+    let key_problem = error.chain().any(|cause| {
+        cause.is::<leadgate::config::KeyError>()
+            || matches!(
+                cause.downcast_ref::<leadgate::store::StoreError>(),
+                Some(leadgate::store::StoreError::WrongKey)
+            )
+    });
+    if key_problem {
+        ExitCode::from(3)
+    } else {
+        ExitCode::FAILURE
     }
 }

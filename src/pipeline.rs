@@ -57,6 +57,14 @@ pub enum PipelineError {
     UnknownLead { id: i64 },
 }
 
+/// The result of [`Pipeline::accept_and_start`].
+pub enum Accepted {
+    /// The same (channel, external_id) was stored before, under this id.
+    Existing(i64),
+    /// Stored now; the receiver reports the first progress of its processing.
+    Started(i64, oneshot::Receiver<Progress>),
+}
+
 /// The outcome of a processing attempt, reported to the request that started it.
 pub enum Progress {
     /// The engine queue was full; the lead keeps trying in the background.
@@ -233,6 +241,21 @@ impl Pipeline {
             .call(move |conn| store::queries::insert_lead(conn, &new_lead))
             .await?;
         Ok(inserted)
+    }
+
+    /// Stores a lead and, when it is new, starts processing it. Both run in a task of
+    /// their own: a client that disconnects drops the request's future, and that must not
+    /// leave a stored lead unprocessed until the next start.
+    pub async fn accept_and_start(&self, lead: ValidLead) -> Result<Accepted, PipelineError> {
+        let pipeline = self.clone();
+        tokio::spawn(async move {
+            match pipeline.accept(lead).await? {
+                Inserted::Existing(id) => Ok(Accepted::Existing(id)),
+                Inserted::Created(id) => Ok(Accepted::Started(id, pipeline.spawn_process(id))),
+            }
+        })
+        .await
+        .map_err(|_| PipelineError::Store(store::StoreError::TaskFailed))?
     }
 
     /// Returns the current state of lead `id`, or `None` when it is unknown.

@@ -4,19 +4,24 @@
 //! `message` names the field and the limit and never quotes the client's text. Server
 //! faults return a generic message and log the cause once.
 
+use std::time::Duration;
+
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::pipeline::PipelineError;
+use crate::store::StoreError;
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for the `Retry-After` header, on 429 and 503.
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -37,7 +42,24 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// Builds the 429 for a key over its rate limit; `wait` becomes `Retry-After`, rounded up.
+    pub fn rate_limited(wait: Duration) -> ApiError {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "this API key is over its rate limit; nothing was stored, send the request \
+                 again in {} s",
+                seconds.max(1)
+            ),
+        );
+        error.retry_after = Some(seconds.max(1));
+        error
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
@@ -61,7 +83,13 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }
 
@@ -70,6 +98,17 @@ impl From<PipelineError> for ApiError {
         match error {
             PipelineError::UnknownLead { id } => {
                 ApiError::not_found("lead_not_found", format!("lead {id} does not exist"))
+            }
+            PipelineError::Store(StoreError::Busy) => {
+                tracing::warn!(%error, "request failed");
+                let mut error = ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "database_busy",
+                    "the database stayed locked longer than its busy timeout; send the \
+                     request again",
+                );
+                error.retry_after = Some(1);
+                error
             }
             PipelineError::EngineStopped => {
                 tracing::error!(%error, "request failed");

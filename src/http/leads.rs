@@ -1,7 +1,7 @@
 //! `POST /v1/leads` and `GET /v1/leads/{id}`.
 
 use axum::Json;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -9,9 +9,9 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::AppState;
+use super::body::read_body;
 use super::error::{ApiError, ErrorBody, json_error};
-use crate::pipeline::{Contact, LeadView, Progress, ValidLead};
-use crate::store::Inserted;
+use crate::pipeline::{Accepted, Contact, LeadView, Pipeline, Progress, ValidLead};
 
 /// The maximum size of a lead's text in bytes, after trimming.
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
@@ -133,6 +133,19 @@ fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<LeadRequest, ApiError
     serde_json::from_slice(body).map_err(|e| json_error(&e, &FIELDS))
 }
 
+/// Returns 201 with the finished lead. The lead is stored by now, so a failed read
+/// returns 202 rather than an error, because an accepted lead never gets a 503.
+async fn finished_view(pipeline: &Pipeline, lead_id: i64) -> Response {
+    match pipeline.view(lead_id).await {
+        Ok(Some(view)) => (StatusCode::CREATED, Json(view)).into_response(),
+        Ok(None) => accepted_later(lead_id),
+        Err(error) => {
+            tracing::warn!(lead_id, %error, "reading a finished lead failed; responding 202");
+            accepted_later(lead_id)
+        }
+    }
+}
+
 fn accepted_later(lead_id: i64) -> Response {
     let body = serde_json::json!({ "lead_id": lead_id, "status": "processing" });
     let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
@@ -152,22 +165,35 @@ fn accepted_later(lead_id: i64) -> Response {
         (status = 200, description = "The same (channel, external_id) again: the stored lead", body = LeadView),
         (status = 202, description = "Accepted, finished in the background; see Retry-After"),
         (status = 400, description = "Invalid JSON, unknown or missing field", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within the request timeout", body = ErrorBody),
+        (status = 413, description = "The body is over the size limit", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 422, description = "A field has an invalid value", body = ErrorBody),
+        (status = 429, description = "Over the rate limit, nothing stored; see Retry-After", body = ErrorBody),
+        (status = 503, description = "The database stayed locked, nothing stored; see Retry-After", body = ErrorBody),
     )
 )]
 pub async fn create_lead(
     State(state): State<AppState>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Result<Response, ApiError> {
+    // TODO: the caller's API key id goes here once keys exist; until then all callers
+    // share one bucket.
+    state
+        .rate_limiter
+        .check("anonymous")
+        .map_err(ApiError::rate_limited)?;
+    let pipeline = &state.pipeline;
+    let limits = &pipeline.settings.limits;
+    let timeout = pipeline.settings.request_timeout();
+    let body = read_body(&headers, body, limits.max_body_bytes, timeout).await?;
     let request = parse_body(&headers, &body)?;
     let lead = validate(request)?;
     let span = tracing::Span::current();
     span.record("bytes", lead.text.len());
-    let pipeline = &state.pipeline;
-    let lead_id = match pipeline.accept(lead).await? {
-        Inserted::Existing(id) => {
+    let (lead_id, progress) = match pipeline.accept_and_start(lead).await? {
+        Accepted::Existing(id) => {
             span.record("lead_id", id);
             let view = pipeline.view(id).await?.ok_or(ApiError::not_found(
                 "lead_not_found",
@@ -175,19 +201,12 @@ pub async fn create_lead(
             ))?;
             return Ok((StatusCode::OK, Json(view)).into_response());
         }
-        Inserted::Created(id) => id,
+        Accepted::Started(id, progress) => (id, progress),
     };
     span.record("lead_id", lead_id);
-    let progress = pipeline.spawn_process(lead_id);
     let wait = pipeline.settings.wait();
     match tokio::time::timeout(wait, progress).await {
-        Ok(Ok(Progress::Finished(Ok(())))) => {
-            let view = pipeline.view(lead_id).await?.ok_or(ApiError::not_found(
-                "lead_not_found",
-                format!("lead {lead_id} disappeared while it was read"),
-            ))?;
-            Ok((StatusCode::CREATED, Json(view)).into_response())
-        }
+        Ok(Ok(Progress::Finished(Ok(())))) => Ok(finished_view(pipeline, lead_id).await),
         Ok(Ok(Progress::Finished(Err(_)))) | Ok(Err(_)) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "processing_failed",

@@ -1,9 +1,14 @@
 //! The HTTP API: routes, per-request tracing and metrics, health and readiness, and the
 //! server's start and graceful shutdown.
 
+pub mod body;
 pub mod error;
 pub mod leads;
+pub mod rate_limit;
+pub mod server;
+pub mod tls;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -18,15 +23,14 @@ use utoipa::OpenApi;
 
 use crate::pipeline::Pipeline;
 use error::ApiError;
-
-/// The largest request body accepted, in bytes: the text limit plus room for the other
-/// fields and JSON escapes.
-const BODY_LIMIT_BYTES: usize = 128 * 1024;
+use rate_limit::RateLimiter;
+use server::ConnectionLimits;
 
 #[derive(Clone)]
 pub struct AppState {
     pub pipeline: Pipeline,
     pub metrics: Option<PrometheusHandle>,
+    pub rate_limiter: Arc<RateLimiter>,
 }
 
 #[derive(OpenApi)]
@@ -47,6 +51,7 @@ struct ApiDoc;
 
 /// Builds the router with all routes and layers.
 pub fn router(state: AppState) -> Router {
+    let max_body_bytes = state.pipeline.settings.limits.max_body_bytes;
     Router::new()
         .route("/v1/leads", post(leads::create_lead))
         .route("/v1/leads/{id}", get(leads::get_lead))
@@ -56,7 +61,7 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(middleware::from_fn(record_request))
         .layer(
             TraceLayer::new_for_http().make_span_with(|request: &Request| {
@@ -181,16 +186,20 @@ pub async fn shutdown_signal() {
     }
 }
 
-/// Serves the API on `listener` until a shutdown signal, then waits for accepted leads to
-/// finish.
+/// Serves the API on `listener`, over TLS when `tls` is given, until a shutdown signal,
+/// then waits for open requests and accepted leads to finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     pipeline: Pipeline,
     metrics: Option<PrometheusHandle>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) -> anyhow::Result<()> {
+    let settings = pipeline.settings.clone();
+    let limits = &settings.limits;
     let state = AppState {
         pipeline: pipeline.clone(),
         metrics,
+        rate_limiter: Arc::new(RateLimiter::new(limits.rate_per_minute, limits.rate_burst)),
     };
     pipeline.warm_up();
     let resumed = pipeline.resume_unfinished().await?;
@@ -200,10 +209,22 @@ pub async fn serve(
             "resumed leads a previous run left unfinished"
         );
     }
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await?;
-    tracing::info!("shutdown requested; finishing accepted leads");
+    let connection_limits = ConnectionLimits {
+        max_header_bytes: limits.max_header_bytes,
+        request_timeout: settings.request_timeout(),
+    };
+    // A request may read its body and then wait for the model before it responds.
+    let drain = settings.request_timeout() + settings.wait();
+    server::run(
+        listener,
+        router(state),
+        tls,
+        connection_limits,
+        shutdown_signal(),
+        drain,
+    )
+    .await;
+    tracing::info!("finishing accepted leads");
     pipeline.wait_idle().await;
     tracing::info!("all accepted leads finished; stopped");
     Ok(())

@@ -1,19 +1,24 @@
 //! SQLite storage of leads, redaction mappings, qualifications, drafts, templates and the
 //! journal.
 //!
-//! One file in WAL mode with `synchronous=FULL`, so a committed lead survives a power loss.
-//! Every statement binds its values as parameters: rusqlite puts the SQL text into some
+//! One SQLCipher-encrypted file in WAL mode with `synchronous=FULL`, so a committed lead
+//! survives a power loss (see [`key::open_connection`]). Every statement binds its values as parameters: rusqlite puts the SQL text into some
 //! error messages, so a value written into the SQL could leak into logs. The store knows
 //! nothing of HTTP. Async callers go through [`Store::call`], which runs the work on a
 //! blocking thread.
 
+pub mod backup;
+pub mod key;
 pub mod queries;
 mod schema;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, ErrorCode};
+
+pub use key::{DbKey, open_connection};
 
 pub use queries::{
     DraftRow, Inserted, LeadRecord, LeadWork, NewLead, QualificationRow, TemplateRow,
@@ -38,6 +43,34 @@ pub enum StoreError {
 
     #[error("the database task stopped before it finished")]
     TaskFailed,
+
+    #[error("wrong database key or not a leadgate database")]
+    WrongKey,
+
+    #[error(
+        "the database is busy: another connection held its lock for longer than the busy \
+         timeout"
+    )]
+    Busy,
+
+    #[error("{path} already exists; pass --force to replace it")]
+    TargetExists { path: PathBuf },
+
+    #[error(
+        "the database is in use by another process (is `leadgate serve` running?); \
+         stop it first"
+    )]
+    InUse,
+
+    #[error("the database did not open with the new key after the rekey; try the old key")]
+    RekeyFailed,
+
+    #[error("{0}")]
+    InvalidRekey(&'static str),
+
+    /// A file operation of a backup failed; the message names the step and the cause.
+    #[error("{0}")]
+    Io(String),
 }
 
 /// A handle to the database; clones share one connection.
@@ -47,16 +80,14 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens or creates the database file and applies the missing migrations.
+    /// Opens or creates the database file with `key` and applies the missing migrations.
+    /// `busy_timeout` bounds how long a statement waits for another connection's lock.
     ///
     /// # Errors
-    /// When the file cannot be opened, is not a SQLite database, or has a newer schema.
-    pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let mut conn = Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    /// [`StoreError::WrongKey`] when the key does not decrypt the file, and any error of
+    /// opening it or of a migration, or [`StoreError::NewerSchema`].
+    pub fn open(path: &Path, key: &DbKey, busy_timeout: Duration) -> Result<Store, StoreError> {
+        let mut conn = open_connection(path, key, busy_timeout)?;
         schema::migrate(&mut conn)?;
         Ok(Store {
             conn: Arc::new(Mutex::new(conn)),
@@ -74,7 +105,14 @@ impl Store {
             .conn
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        work(&mut conn)
+        work(&mut conn).map_err(|error| match error {
+            StoreError::Sqlite(sqlite)
+                if sqlite.sqlite_error_code() == Some(ErrorCode::DatabaseBusy) =>
+            {
+                StoreError::Busy
+            }
+            other => other,
+        })
     }
 
     /// Runs `work` with the connection on a blocking thread, off the async executor.
@@ -100,4 +138,28 @@ pub fn now_rfc3339() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .expect("a current UTC time formats as RFC 3339")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn held_lock_maps_to_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("leads.db");
+        let key = DbKey::Passphrase("test key".into());
+        let store = Store::open(&path, &key, Duration::from_millis(50)).unwrap();
+        let other = open_connection(&path, &key, Duration::from_millis(50)).unwrap();
+        other.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let result = store.call_blocking(|conn| {
+            conn.execute(
+                "INSERT INTO journal (at, action, fields) VALUES ('now', 'test', '[]')",
+                [],
+            )?;
+            Ok(())
+        });
+        assert!(matches!(result, Err(StoreError::Busy)), "{result:?}");
+        other.execute_batch("ROLLBACK").unwrap();
+    }
 }

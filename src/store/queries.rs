@@ -432,11 +432,16 @@ pub fn active_templates(conn: &Connection) -> Result<Vec<TemplateRow>, StoreErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Store;
+    use crate::store::{DbKey, Store};
+
+    fn open(path: &std::path::Path) -> Result<Store, StoreError> {
+        let key = DbKey::Passphrase("test key".into());
+        Store::open(path, &key, std::time::Duration::from_secs(5))
+    }
 
     fn test_store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join("test.db")).unwrap();
+        let store = open(&dir.path().join("test.db")).unwrap();
         (dir, store)
     }
 
@@ -484,8 +489,8 @@ mod tests {
     fn reopening_keeps_schema_version() -> Result<(), StoreError> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("test.db");
-        drop(Store::open(&path)?);
-        let store = Store::open(&path)?;
+        drop(open(&path)?);
+        let store = open(&path)?;
         let version: i64 =
             store.call_blocking(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))?;
         assert_eq!(version, 1);
