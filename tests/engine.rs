@@ -374,7 +374,10 @@ fn logits_of_chosen_tokens_equal_the_full_projection_on_qwen() {
     // only, as constrained decoding does when a schema allows a handful of tokens.
     let model = common::qwen();
     let m = model.model();
-    let tokens = model.tokenizer().encode_special("Запись на массаж").unwrap();
+    let tokens = model
+        .tokenizer()
+        .encode_special("Запись на массаж")
+        .unwrap();
     let mut cache = m.new_cache();
     let hidden = m.forward_hidden(&tokens, &mut cache).unwrap();
     let full = m.logits(&hidden).unwrap();
