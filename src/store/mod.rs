@@ -1,5 +1,5 @@
-//! SQLite storage of leads, redaction mappings, qualifications, drafts, templates and the
-//! journal.
+//! SQLite storage of leads, redaction mappings, qualifications, drafts, templates, API keys,
+//! consent texts, the consent log and the journal.
 //!
 //! One file in WAL mode with `synchronous=FULL`, so a committed lead survives a power loss.
 //! Every statement binds its values as parameters: rusqlite puts the SQL text into some
@@ -7,6 +7,7 @@
 //! nothing of HTTP. Async callers go through [`Store::call`], which runs the work on a
 //! blocking thread.
 
+pub mod keys;
 pub mod queries;
 mod schema;
 
