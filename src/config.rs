@@ -42,7 +42,27 @@ pub struct Settings {
     /// Milliseconds `POST /v1/leads` waits for the model before it answers 202.
     pub wait_ms: u64,
     pub max_tokens: usize,
+    pub operator: Operator,
     pub services: Vec<Service>,
+}
+
+/// The operator of personal data, named in the consent text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Operator {
+    /// The full legal name.
+    pub name: String,
+    /// INN and OGRN (or OGRNIP).
+    pub registration: String,
+    pub address: String,
+    /// The e-mail or postal address for a client's withdrawal of consent or request about
+    /// their data.
+    pub contact: String,
+    /// The public page with the personal data processing policy.
+    pub policy_url: String,
+    /// True while the values are the shipped examples.
+    #[serde(default)]
+    pub is_example: bool,
 }
 
 /// One entry of the service catalog.
@@ -76,6 +96,7 @@ struct FileSettings {
     queue_capacity: Option<usize>,
     wait_ms: Option<u64>,
     max_tokens: Option<usize>,
+    operator: Option<Operator>,
     services: Option<Vec<Service>>,
 }
 
@@ -132,6 +153,7 @@ impl Settings {
             queue_capacity,
             wait_ms,
             max_tokens,
+            operator,
             services,
         } = file;
         self.apply(&Overrides {
@@ -145,6 +167,9 @@ impl Settings {
         });
         if let Some(services) = services {
             self.services = services;
+        }
+        if let Some(operator) = operator {
+            self.operator = operator;
         }
     }
 
@@ -184,6 +209,24 @@ impl Settings {
         }
         if !self.services.iter().any(|s| s.id == "other") {
             bail!("the catalog needs a service with id `other` for leads that fit no service");
+        }
+        let operator = &self.operator;
+        let fields = [
+            ("name", &operator.name),
+            ("registration", &operator.registration),
+            ("address", &operator.address),
+            ("contact", &operator.contact),
+            ("policy_url", &operator.policy_url),
+        ];
+        for (field, value) in fields {
+            if value.trim().is_empty() {
+                bail!("operator.{field} is empty; the consent text needs it");
+            }
+        }
+        if !operator.policy_url.starts_with("https://")
+            && !operator.policy_url.starts_with("http://")
+        {
+            bail!("operator.policy_url must be an http:// or https:// address");
         }
         if self.max_tokens < 32 {
             bail!(

@@ -9,9 +9,9 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody, json_error};
+use super::error::{ApiError, ErrorBody, parse_json};
 use crate::auth::{Principal, Role};
-use crate::pipeline::{Contact, LeadView, Progress, ValidLead};
+use crate::pipeline::{ConsentGate, Contact, GivenConsent, LeadView, Progress, ValidLead};
 use crate::store::Inserted;
 
 /// The maximum size of a lead's text in bytes, after trimming.
@@ -19,7 +19,14 @@ pub const MAX_TEXT_BYTES: usize = 16 * 1024;
 const MAX_ID_BYTES: usize = 256;
 const MAX_CONTACT_BYTES: usize = 256;
 const CHANNELS: [&str; 4] = ["telegram", "whatsapp", "instagram", "web"];
-const FIELDS: [&str; 5] = ["channel", "external_id", "text", "contact", "received_at"];
+const FIELDS: [&str; 6] = [
+    "channel",
+    "external_id",
+    "text",
+    "contact",
+    "received_at",
+    "consent",
+];
 /// Seconds a 202 response tells the bot to wait before it requests the lead again.
 const RETRY_AFTER_SECONDS: u32 = 5;
 
@@ -36,6 +43,20 @@ pub struct LeadRequest {
     contact: Option<ContactRequest>,
     /// RFC 3339 time the bot received the message.
     received_at: Option<String>,
+    /// The client's answer to the consent text, when this message carries it.
+    consent: Option<LeadConsentRequest>,
+}
+
+/// A consent given or withdrawn in the message of a lead.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeadConsentRequest {
+    /// True when the client agrees, false when they withdraw their consent.
+    granted: bool,
+    /// The consent text version the client saw; by default the active one.
+    text_version: Option<i64>,
+    /// The bot's id of the message with the answer; by default the lead's `external_id`.
+    evidence: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -47,13 +68,31 @@ pub struct ContactRequest {
     handle: Option<String>,
 }
 
-fn validate(request: LeadRequest, key_id: i64) -> Result<ValidLead, ApiError> {
-    if !CHANNELS.contains(&request.channel.as_str()) {
+/// Checks that `channel` is one the API knows.
+pub(super) fn check_channel(channel: &str) -> Result<(), ApiError> {
+    if !CHANNELS.contains(&channel) {
         return Err(ApiError::unprocessable(
             "invalid_channel",
             format!("`channel` must be one of {}", CHANNELS.join(", ")),
         ));
     }
+    Ok(())
+}
+
+/// Checks that a time field is RFC 3339; the error code is `invalid_{field}`.
+pub(super) fn check_time(code: &'static str, field: &str, value: &str) -> Result<(), ApiError> {
+    let format = time::format_description::well_known::Rfc3339;
+    if time::OffsetDateTime::parse(value, &format).is_err() {
+        return Err(ApiError::unprocessable(
+            code,
+            format!("`{field}` must be an RFC 3339 time such as 2026-12-04T10:00:00Z"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate(request: LeadRequest, key_id: i64) -> Result<ValidLead, ApiError> {
+    check_channel(&request.channel)?;
     let external_id = request.external_id.trim();
     if external_id.is_empty() || external_id.len() > MAX_ID_BYTES {
         return Err(ApiError::unprocessable(
@@ -78,13 +117,7 @@ fn validate(request: LeadRequest, key_id: i64) -> Result<ValidLead, ApiError> {
         ));
     }
     if let Some(received_at) = &request.received_at {
-        let format = time::format_description::well_known::Rfc3339;
-        if time::OffsetDateTime::parse(received_at, &format).is_err() {
-            return Err(ApiError::unprocessable(
-                "invalid_received_at",
-                "`received_at` must be an RFC 3339 time such as 2026-12-04T10:00:00Z",
-            ));
-        }
+        check_time("invalid_received_at", "received_at", received_at)?;
     }
     let contact = match request.contact {
         Some(c) => Contact {
@@ -95,6 +128,19 @@ fn validate(request: LeadRequest, key_id: i64) -> Result<ValidLead, ApiError> {
         },
         None => Contact::default(),
     };
+    let given = request
+        .consent
+        .map(|consent| -> Result<GivenConsent, ApiError> {
+            let evidence = match consent.evidence {
+                Some(evidence) => Some(evidence_field("consent.evidence", &evidence)?),
+                None => None,
+            };
+            Ok(GivenConsent {
+                granted: consent.granted,
+                text_version: consent.text_version,
+                evidence,
+            })
+        });
     Ok(ValidLead {
         channel: request.channel,
         external_id: external_id.to_string(),
@@ -102,7 +148,22 @@ fn validate(request: LeadRequest, key_id: i64) -> Result<ValidLead, ApiError> {
         contact,
         received_at: request.received_at,
         key_id: Some(key_id),
+        consent: ConsentGate::Checked {
+            given: given.transpose()?,
+        },
     })
+}
+
+/// Trims a message id used as evidence of consent and checks its length.
+pub fn evidence_field(name: &str, value: &str) -> Result<String, ApiError> {
+    let value = value.trim();
+    if value.is_empty() || value.len() > MAX_ID_BYTES {
+        return Err(ApiError::unprocessable(
+            "invalid_evidence",
+            format!("`{name}` must have 1 to {MAX_ID_BYTES} bytes"),
+        ));
+    }
+    Ok(value.to_string())
 }
 
 fn contact_field(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
@@ -119,20 +180,16 @@ fn contact_field(name: &str, value: Option<String>) -> Result<Option<String>, Ap
     Ok((!value.is_empty()).then(|| value.to_string()))
 }
 
-fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<LeadRequest, ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as JSON with `Content-Type: application/json`",
-        ));
-    }
-    serde_json::from_slice(body).map_err(|e| json_error(&e, &FIELDS))
+async fn stored_view(
+    pipeline: &crate::pipeline::Pipeline,
+    id: i64,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let view = pipeline.view(id).await?.ok_or(ApiError::not_found(
+        "lead_not_found",
+        format!("lead {id} disappeared while it was read"),
+    ))?;
+    Ok((status, Json(view)).into_response())
 }
 
 fn accepted_later(lead_id: i64) -> Response {
@@ -161,7 +218,12 @@ fn visible_to(
     request_body = LeadRequest,
     security(("api_key" = [])),
     responses(
-        (status = 201, description = "Qualified: status pending_review or spam", body = LeadView),
+        (
+            status = 201,
+            description = "Qualified (status pending_review or spam), or stored redacted \
+                without a valid consent (status consent_required, with consent_text)",
+            body = LeadView
+        ),
         (status = 200, description = "The same (channel, external_id) again: the stored lead", body = LeadView),
         (status = 202, description = "Accepted, finished in the background; see Retry-After"),
         (status = 400, description = "Invalid JSON, unknown or missing field", body = ErrorBody),
@@ -179,7 +241,7 @@ pub async fn create_lead(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     principal.require(&[Role::Bot])?;
-    let request = parse_body(&headers, &body)?;
+    let request: LeadRequest = parse_json(&headers, &body, &FIELDS)?;
     let lead = validate(request, principal.key_id)?;
     let span = tracing::Span::current();
     span.record("bytes", lead.text.len());
@@ -187,20 +249,20 @@ pub async fn create_lead(
     let lead_id = match pipeline.accept(lead).await? {
         Inserted::Existing(id) => {
             span.record("lead_id", id);
-            let view = pipeline.view(id).await?.ok_or(ApiError::not_found(
-                "lead_not_found",
-                format!("lead {id} disappeared while it was read"),
-            ))?;
-            if view.key_id != Some(principal.key_id) {
-                return Err(ApiError::conflict(
-                    "external_id_taken",
-                    "another API key already sent a lead with this `channel` and \
-                     `external_id`; use an `external_id` of your own",
-                ));
-            }
-            return Ok((StatusCode::OK, Json(view)).into_response());
+            return stored_view(pipeline, id, StatusCode::OK).await;
         }
-        Inserted::Created(id) => id,
+        Inserted::ConsentRequired(id) => {
+            span.record("lead_id", id);
+            return stored_view(pipeline, id, StatusCode::CREATED).await;
+        }
+        Inserted::OtherKey => {
+            return Err(ApiError::conflict(
+                "external_id_taken",
+                "another API key already sent a lead with this `channel` and `external_id`; \
+                 use an `external_id` of your own",
+            ));
+        }
+        Inserted::Created(id) | Inserted::Reopened(id) => id,
     };
     span.record("lead_id", lead_id);
     let progress = pipeline.spawn_process(lead_id);

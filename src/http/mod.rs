@@ -1,6 +1,8 @@
 //! The HTTP API: routes, per-request tracing and metrics, health and readiness, and the
 //! server's start and graceful shutdown.
 
+pub mod consent_texts;
+pub mod consents;
 pub mod error;
 pub mod leads;
 
@@ -35,11 +37,29 @@ pub struct AppState {
         title = "leadgate",
         description = "Qualifies chat leads with a local language model"
     ),
-    paths(leads::create_lead, leads::get_lead),
+    paths(
+        leads::create_lead,
+        leads::get_lead,
+        consents::record_consent,
+        consents::verify_consents,
+        consent_texts::list_texts,
+        consent_texts::add_text,
+        consent_texts::get_text,
+        consent_texts::update_text,
+        consent_texts::activate_text,
+    ),
     components(schemas(
         leads::LeadRequest,
         leads::ContactRequest,
+        leads::LeadConsentRequest,
         crate::pipeline::LeadView,
+        consents::ConsentRequest,
+        consents::SubjectRequest,
+        consents::ConsentEventView,
+        crate::consent::ConsentTextInput,
+        crate::store::consent::ConsentText,
+        crate::store::consent::ChainReport,
+        crate::store::consent::ChainError,
         error::ErrorBody
     )),
     modifiers(&SecuritySchemes)
@@ -74,6 +94,20 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/leads", post(leads::create_lead))
         .route("/v1/leads/{id}", get(leads::get_lead))
+        .route("/v1/consents", post(consents::record_consent))
+        .route("/v1/consents/verify", get(consents::verify_consents))
+        .route(
+            "/v1/consent-texts",
+            get(consent_texts::list_texts).post(consent_texts::add_text),
+        )
+        .route(
+            "/v1/consent-texts/{purpose}/{version}",
+            get(consent_texts::get_text).put(consent_texts::update_text),
+        )
+        .route(
+            "/v1/consent-texts/{purpose}/{version}/activate",
+            post(consent_texts::activate_text),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
