@@ -263,6 +263,62 @@ fn lead_without_consent_skips_model() {
 }
 
 #[test]
+fn reading_draft_is_journaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("consent.db");
+    let keyed = Keyed::start(&db, &["--wait-ms", "600000"]);
+    let granted = json!({"granted": true});
+    let (status, body) = post(
+        &keyed,
+        &keyed.bot,
+        "/v1/leads",
+        &lead("j-1", Some(PHONE), Some(granted)),
+    );
+    assert_eq!(status, 201, "{body}");
+    let id = body["lead_id"].as_i64().unwrap();
+    let (status, body) = get(&keyed, &keyed.staff, &format!("/v1/leads/{id}"));
+    assert_eq!(status, 200, "{body}");
+
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let journal: Vec<(String, Option<i64>)> = conn
+        .prepare("SELECT action, key_id FROM journal WHERE lead_id = ?1 ORDER BY id")
+        .unwrap()
+        .query_map([id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let actions: Vec<&str> = journal.iter().map(|(action, _)| action.as_str()).collect();
+    assert!(actions.contains(&"lead_received"), "{actions:?}");
+    if body.get("draft").is_some() {
+        let read = journal.iter().find(|(action, _)| action == "lead_read");
+        let staff_key: i64 = conn
+            .query_row("SELECT id FROM api_keys WHERE role = 'staff'", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(
+            read.map(|(_, key)| *key),
+            Some(Some(staff_key)),
+            "{journal:?}"
+        );
+    } else {
+        // A spam lead has no draft, so nothing personal was read.
+        assert!(!actions.contains(&"lead_read"), "{actions:?}");
+    }
+    let granted_by: Option<i64> = conn
+        .query_row(
+            "SELECT key_id FROM journal WHERE action = 'consent_granted'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert!(
+        granted_by.is_some(),
+        "the consent's journal entry lacks the key"
+    );
+}
+
+#[test]
 fn withdrawal_stops_queued_leads() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("consent.db");
@@ -276,7 +332,7 @@ fn withdrawal_stops_queued_leads() {
     );
     assert_eq!(status, 201, "{body}");
 
-    let leads = 4;
+    let leads = 6;
     let mut ids = Vec::new();
     for n in 0..leads {
         let (status, body) = post(

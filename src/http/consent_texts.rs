@@ -67,7 +67,7 @@ fn prepared(
 #[utoipa::path(
     get,
     path = "/v1/consent-texts",
-    security(("api_key" = [])),
+    security(("api_key" = []), ("api_key_header" = [])),
     responses(
         (status = 200, description = "All versions by purpose and version", body = [ConsentText]),
         (status = 401, description = "No key, or an unknown or revoked one", body = ErrorBody),
@@ -91,7 +91,7 @@ pub async fn list_texts(
     post,
     path = "/v1/consent-texts",
     request_body = ConsentTextInput,
-    security(("api_key" = [])),
+    security(("api_key" = []), ("api_key_header" = [])),
     responses(
         (status = 201, description = "Stored as the purpose's next version", body = ConsentText),
         (status = 401, description = "No key, or an unknown or revoked one", body = ErrorBody),
@@ -125,7 +125,7 @@ pub async fn add_text(
         ("purpose" = String, Path, description = "Such as lead_processing"),
         ("version" = i64, Path, description = "The version number"),
     ),
-    security(("api_key" = [])),
+    security(("api_key" = []), ("api_key_header" = [])),
     responses(
         (status = 200, description = "The version", body = ConsentText),
         (status = 401, description = "No key, or an unknown or revoked one", body = ErrorBody),
@@ -158,7 +158,7 @@ pub async fn get_text(
         ("version" = i64, Path, description = "The version number"),
     ),
     request_body = ConsentTextInput,
-    security(("api_key" = [])),
+    security(("api_key" = []), ("api_key_header" = [])),
     responses(
         (status = 200, description = "Changed", body = ConsentText),
         (status = 401, description = "No key, or an unknown or revoked one", body = ErrorBody),
@@ -203,7 +203,7 @@ pub async fn update_text(
         ("purpose" = String, Path, description = "Such as lead_processing"),
         ("version" = i64, Path, description = "The version number"),
     ),
-    security(("api_key" = [])),
+    security(("api_key" = []), ("api_key_header" = [])),
     responses(
         (status = 200, description = "Now active", body = ConsentText),
         (status = 401, description = "No key, or an unknown or revoked one", body = ErrorBody),

@@ -133,7 +133,7 @@ fn validate(request: ConsentRequest, key_id: i64) -> Result<NewConsentEvent, Api
     post,
     path = "/v1/consents",
     request_body = ConsentRequest,
-    security(("api_key" = [])),
+    security(("api_key" = []), ("api_key_header" = [])),
     responses(
         (status = 201, description = "Logged", body = ConsentEventView),
         (status = 200, description = "The same event was logged before", body = ConsentEventView),
@@ -177,7 +177,7 @@ pub async fn record_consent(
 #[utoipa::path(
     get,
     path = "/v1/consents/verify",
-    security(("api_key" = [])),
+    security(("api_key" = []), ("api_key_header" = [])),
     responses(
         (status = 200, description = "The result; `valid` is false when a row was changed, \
             removed or reordered", body = ChainReport),

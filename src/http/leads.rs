@@ -43,7 +43,7 @@ pub struct LeadRequest {
     contact: Option<ContactRequest>,
     /// RFC 3339 time the bot received the message.
     received_at: Option<String>,
-    /// The client's answer to the consent text, when this message carries it.
+    /// The client's reply to the consent text, when this message carries it.
     consent: Option<LeadConsentRequest>,
 }
 
@@ -55,7 +55,7 @@ pub struct LeadConsentRequest {
     granted: bool,
     /// The consent text version the client saw; by default the active one.
     text_version: Option<i64>,
-    /// The bot's id of the message with the answer; by default the lead's `external_id`.
+    /// The bot's id of the message with the reply; by default the lead's `external_id`.
     evidence: Option<String>,
 }
 
@@ -68,7 +68,7 @@ pub struct ContactRequest {
     handle: Option<String>,
 }
 
-/// Checks that `channel` is one the API knows.
+/// Checks that `channel` is one of the API's channels.
 pub(super) fn check_channel(channel: &str) -> Result<(), ApiError> {
     if !CHANNELS.contains(&channel) {
         return Err(ApiError::unprocessable(
@@ -79,7 +79,7 @@ pub(super) fn check_channel(channel: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Checks that a time field is RFC 3339; the error code is `invalid_{field}`.
+/// Checks that a time field is RFC 3339, else returns a 422 error with `code`.
 pub(super) fn check_time(code: &'static str, field: &str, value: &str) -> Result<(), ApiError> {
     let format = time::format_description::well_known::Rfc3339;
     if time::OffsetDateTime::parse(value, &format).is_err() {
@@ -201,7 +201,7 @@ fn accepted_later(lead_id: i64) -> Response {
     response
 }
 
-/// Returns a lead's view unless a bot asks for another key's lead, which it gets as 404.
+/// Returns a lead's view, or a 404 error when a bot requests another key's lead.
 fn visible_to(
     principal: &Principal,
     view: Option<LeadView>,
@@ -216,7 +216,7 @@ fn visible_to(
     post,
     path = "/v1/leads",
     request_body = LeadRequest,
-    security(("api_key" = [])),
+    security(("api_key" = []), ("api_key_header" = [])),
     responses(
         (
             status = 201,
@@ -289,7 +289,7 @@ pub async fn create_lead(
     get,
     path = "/v1/leads/{id}",
     params(("id" = i64, Path, description = "The lead id from POST /v1/leads")),
-    security(("api_key" = [])),
+    security(("api_key" = []), ("api_key_header" = [])),
     responses(
         (status = 200, description = "The lead as it is now", body = LeadView),
         (status = 401, description = "No key, or an unknown or revoked one", body = ErrorBody),
@@ -309,6 +309,24 @@ pub async fn get_lead(
         )
     })?;
     tracing::Span::current().record("lead_id", id);
-    let view = state.pipeline.view(id).await?;
-    Ok(Json(visible_to(&principal, view, id)?))
+    let view = visible_to(&principal, state.pipeline.view(id).await?, id)?;
+    if view.draft.is_some() {
+        // The draft carries the client's real values, so reading it is journaled.
+        let key_id = principal.key_id;
+        state
+            .pipeline
+            .store
+            .call(move |conn| {
+                let fields = serde_json::json!({ "fields": ["draft"] });
+                crate::store::queries::journal_by(
+                    conn,
+                    "lead_read",
+                    Some(id),
+                    Some(key_id),
+                    &fields,
+                )
+            })
+            .await?;
+    }
+    Ok(Json(view))
 }
