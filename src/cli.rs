@@ -25,8 +25,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Runs the HTTP server: POST /v1/leads, GET /v1/leads/{id}, /healthz, /readyz,
-    /// /metrics and /openapi.json.
+    /// Runs the HTTP server: the /v1 API (every endpoint needs an API key), /healthz,
+    /// /readyz, /metrics and /openapi.json.
     Serve(crate::app::ServeArgs),
     /// Qualifies one lead (from --text or standard input) through the server's path and
     /// prints the result as JSON.
@@ -45,6 +45,12 @@ pub enum Command {
     /// Fetches, lists and verifies model files.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Creates, lists and revokes API keys.
+    #[command(subcommand)]
+    Keys(crate::admin::KeysCommand),
+    /// Manages consent texts, prints the consent log and verifies its hash chain.
+    #[command(subcommand)]
+    Consent(crate::admin::ConsentCommand),
     /// Prints the token ids of a text as JSON, control-token text parsed as control tokens.
     Tokenize(TokenizeArgs),
     /// Reads one text from standard input and prints it redacted, with the spans found and
@@ -383,6 +389,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Db(command) => crate::db_admin::db_command(command),
         Command::Generate(args) => generate(args),
         Command::Model(command) => model_command(command),
+        Command::Keys(command) => crate::admin::keys(command),
+        Command::Consent(command) => crate::admin::consent(command),
         Command::Tokenize(args) => tokenize(args),
         Command::Redact { mapping } => redact(mapping),
         Command::EvalRedaction { file, misses } => eval_redaction(&file, misses),

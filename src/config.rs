@@ -48,6 +48,7 @@ pub struct Settings {
     #[serde(default)]
     pub tls: TlsSettings,
     pub limits: Limits,
+    pub operator: Operator,
     pub services: Vec<Service>,
 }
 
@@ -86,6 +87,25 @@ pub struct Limits {
     pub rate_per_minute: u32,
     /// Requests one API key may make at once after a quiet period.
     pub rate_burst: u32,
+}
+
+/// The operator of personal data, named in the consent text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Operator {
+    /// The full legal name.
+    pub name: String,
+    /// INN and OGRN (or OGRNIP).
+    pub registration: String,
+    pub address: String,
+    /// The e-mail or postal address for a client's withdrawal of consent or request about
+    /// their data.
+    pub contact: String,
+    /// The public page with the personal data processing policy.
+    pub policy_url: String,
+    /// True while the values are the shipped examples.
+    #[serde(default)]
+    pub is_example: bool,
 }
 
 /// One entry of the service catalog.
@@ -221,6 +241,24 @@ impl Settings {
         }
         if !self.services.iter().any(|s| s.id == "other") {
             bail!("the catalog needs a service with id `other` for leads that fit no service");
+        }
+        let operator = &self.operator;
+        let fields = [
+            ("name", &operator.name),
+            ("registration", &operator.registration),
+            ("address", &operator.address),
+            ("contact", &operator.contact),
+            ("policy_url", &operator.policy_url),
+        ];
+        for (field, value) in fields {
+            if value.trim().is_empty() {
+                bail!("operator.{field} is empty; the consent text needs it");
+            }
+        }
+        if !operator.policy_url.starts_with("https://")
+            && !operator.policy_url.starts_with("http://")
+        {
+            bail!("operator.policy_url must be an http:// or https:// address");
         }
         if self.max_tokens < 32 {
             bail!(

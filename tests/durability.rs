@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::server::{Server, agent, get_lead, open_db, post_lead, send};
+use common::server::{Server, agent, get_lead, leadgate, open_db, post_lead, send};
 use serde_json::{Value, json};
 
 const FIRST_BURST: usize = 200;
@@ -46,9 +46,10 @@ fn lead(external_id: &str) -> Value {
 }
 
 /// Posts one lead and classifies the response; any other status fails the test.
-fn post(base: &str, external_id: &str) -> Outcome {
+fn post(base: &str, key: &str, external_id: &str) -> Outcome {
     let request = agent()
         .post(&format!("{base}/v1/leads"))
+        .set("Authorization", &format!("Bearer {key}"))
         .set("Content-Type", "application/json")
         .timeout(Duration::from_secs(60));
     let result = request.send_string(&lead(external_id).to_string());
@@ -80,6 +81,7 @@ fn post(base: &str, external_id: &str) -> Outcome {
 /// server is gone. Returns every outcome by external id.
 fn burst(
     base: &str,
+    key: &str,
     prefix: &str,
     total: usize,
     stop: &Arc<AtomicBool>,
@@ -89,7 +91,7 @@ fn burst(
     let next = Arc::new(AtomicUsize::new(0));
     let threads: Vec<_> = (0..CLIENTS)
         .map(|_| {
-            let (base, prefix) = (base.to_string(), prefix.to_string());
+            let (base, key, prefix) = (base.to_string(), key.to_string(), prefix.to_string());
             let (stop, stored, outcomes) = (stop.clone(), stored.clone(), outcomes.clone());
             let next = next.clone();
             std::thread::spawn(move || {
@@ -99,7 +101,7 @@ fn burst(
                         break;
                     }
                     let external_id = format!("{prefix}-{n}");
-                    let outcome = post(&base, &external_id);
+                    let outcome = post(&base, &key, &external_id);
                     outcomes.lock().unwrap().insert(external_id, outcome);
                     match outcome {
                         Outcome::Stored(_) => {
@@ -154,11 +156,13 @@ fn crash_loses_no_accepted_lead() {
         &burst_arg,
     ];
     let server = Server::start(&db, &server_args);
+    let bot = server.bot.clone().expect("a bot key");
 
     let no_stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let first = burst(
         &server.base,
+        &bot,
         "first",
         FIRST_BURST,
         &no_stop,
@@ -190,10 +194,19 @@ fn crash_loses_no_accepted_lead() {
     // The second burst is cut by kill -9 while its clients still send.
     let stop = Arc::new(AtomicBool::new(false));
     let stored_second = Arc::new(AtomicUsize::new(0));
-    let base = server.base.clone();
+    let (base, key) = (server.base.clone(), bot.clone());
     let second = {
         let (stop, stored_second) = (stop.clone(), stored_second.clone());
-        std::thread::spawn(move || burst(&base, "second", SECOND_BURST_MAX, &stop, &stored_second))
+        std::thread::spawn(move || {
+            burst(
+                &base,
+                &key,
+                "second",
+                SECOND_BURST_MAX,
+                &stop,
+                &stored_second,
+            )
+        })
     };
     let deadline = Instant::now() + Duration::from_secs(120);
     while stored_second.load(Ordering::SeqCst) < STORED_BEFORE_KILL {
@@ -215,7 +228,9 @@ fn crash_loses_no_accepted_lead() {
         second.len()
     );
 
-    let server = Server::start(&db, &server_args);
+    // The restarted server keeps the same bot key, which sees the leads it sent.
+    let mut server = Server::start_command(&db, &server_args, leadgate());
+    server.bot = Some(bot);
     let stored = stored_leads(&db);
     let mut checked = 0;
     for (external_id, outcome) in first.iter().chain(second.iter()) {
@@ -275,9 +290,11 @@ fn limits_reject_before_storing() {
         ],
     );
 
+    let key = server.bot.clone().expect("a bot key");
     let request = |body: String| {
         let request = agent()
             .post(&server.url("/v1/leads"))
+            .set("Authorization", &format!("Bearer {key}"))
             .set("Content-Type", "application/json");
         send(request, Some(&body))
     };
@@ -293,8 +310,11 @@ fn limits_reject_before_storing() {
     let answer = raw_exchange(&server.base, huge_header.as_bytes());
     assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
 
-    let slow_body = "POST /v1/leads HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
-                     Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"channel\":";
+    let slow_body = format!(
+        "POST /v1/leads HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+         Authorization: Bearer {key}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{{\"channel\":"
+    );
     let answer = raw_exchange(&server.base, slow_body.as_bytes());
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("request_timeout"), "{answer}");

@@ -1,7 +1,7 @@
 //! `POST /v1/leads` and `GET /v1/leads/{id}`.
 
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -10,15 +10,25 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::body::read_body;
-use super::error::{ApiError, ErrorBody, json_error};
-use crate::pipeline::{Accepted, Contact, LeadView, Pipeline, Progress, ValidLead};
+use super::error::{ApiError, ErrorBody, parse_json};
+use crate::auth::{Principal, Role};
+use crate::pipeline::{
+    Accepted, ConsentGate, Contact, GivenConsent, LeadView, Pipeline, Progress, ValidLead,
+};
 
 /// The maximum size of a lead's text in bytes, after trimming.
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
 const MAX_ID_BYTES: usize = 256;
 const MAX_CONTACT_BYTES: usize = 256;
 const CHANNELS: [&str; 4] = ["telegram", "whatsapp", "instagram", "web"];
-const FIELDS: [&str; 5] = ["channel", "external_id", "text", "contact", "received_at"];
+const FIELDS: [&str; 6] = [
+    "channel",
+    "external_id",
+    "text",
+    "contact",
+    "received_at",
+    "consent",
+];
 /// Seconds a 202 response tells the bot to wait before it requests the lead again.
 const RETRY_AFTER_SECONDS: u32 = 5;
 
@@ -35,6 +45,20 @@ pub struct LeadRequest {
     contact: Option<ContactRequest>,
     /// RFC 3339 time the bot received the message.
     received_at: Option<String>,
+    /// The client's reply to the consent text, when this message carries it.
+    consent: Option<LeadConsentRequest>,
+}
+
+/// A consent given or withdrawn in the message of a lead.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeadConsentRequest {
+    /// True when the client agrees, false when they withdraw their consent.
+    granted: bool,
+    /// The consent text version the client saw; by default the active one.
+    text_version: Option<i64>,
+    /// The bot's id of the message with the reply; by default the lead's `external_id`.
+    evidence: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -46,13 +70,31 @@ pub struct ContactRequest {
     handle: Option<String>,
 }
 
-fn validate(request: LeadRequest) -> Result<ValidLead, ApiError> {
-    if !CHANNELS.contains(&request.channel.as_str()) {
+/// Checks that `channel` is one of the API's channels.
+pub(super) fn check_channel(channel: &str) -> Result<(), ApiError> {
+    if !CHANNELS.contains(&channel) {
         return Err(ApiError::unprocessable(
             "invalid_channel",
             format!("`channel` must be one of {}", CHANNELS.join(", ")),
         ));
     }
+    Ok(())
+}
+
+/// Checks that a time field is RFC 3339, else returns a 422 error with `code`.
+pub(super) fn check_time(code: &'static str, field: &str, value: &str) -> Result<(), ApiError> {
+    let format = time::format_description::well_known::Rfc3339;
+    if time::OffsetDateTime::parse(value, &format).is_err() {
+        return Err(ApiError::unprocessable(
+            code,
+            format!("`{field}` must be an RFC 3339 time such as 2026-12-04T10:00:00Z"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate(request: LeadRequest, key_id: i64) -> Result<ValidLead, ApiError> {
+    check_channel(&request.channel)?;
     let external_id = request.external_id.trim();
     if external_id.is_empty() || external_id.len() > MAX_ID_BYTES {
         return Err(ApiError::unprocessable(
@@ -77,13 +119,7 @@ fn validate(request: LeadRequest) -> Result<ValidLead, ApiError> {
         ));
     }
     if let Some(received_at) = &request.received_at {
-        let format = time::format_description::well_known::Rfc3339;
-        if time::OffsetDateTime::parse(received_at, &format).is_err() {
-            return Err(ApiError::unprocessable(
-                "invalid_received_at",
-                "`received_at` must be an RFC 3339 time such as 2026-12-04T10:00:00Z",
-            ));
-        }
+        check_time("invalid_received_at", "received_at", received_at)?;
     }
     let contact = match request.contact {
         Some(c) => Contact {
@@ -94,13 +130,42 @@ fn validate(request: LeadRequest) -> Result<ValidLead, ApiError> {
         },
         None => Contact::default(),
     };
+    let given = request
+        .consent
+        .map(|consent| -> Result<GivenConsent, ApiError> {
+            let evidence = match consent.evidence {
+                Some(evidence) => Some(evidence_field("consent.evidence", &evidence)?),
+                None => None,
+            };
+            Ok(GivenConsent {
+                granted: consent.granted,
+                text_version: consent.text_version,
+                evidence,
+            })
+        });
     Ok(ValidLead {
         channel: request.channel,
         external_id: external_id.to_string(),
         text: text.to_string(),
         contact,
         received_at: request.received_at,
+        key_id: Some(key_id),
+        consent: ConsentGate::Checked {
+            given: given.transpose()?,
+        },
     })
+}
+
+/// Trims a message id used as evidence of consent and checks its length.
+pub fn evidence_field(name: &str, value: &str) -> Result<String, ApiError> {
+    let value = value.trim();
+    if value.is_empty() || value.len() > MAX_ID_BYTES {
+        return Err(ApiError::unprocessable(
+            "invalid_evidence",
+            format!("`{name}` must have 1 to {MAX_ID_BYTES} bytes"),
+        ));
+    }
+    Ok(value.to_string())
 }
 
 fn contact_field(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
@@ -117,20 +182,16 @@ fn contact_field(name: &str, value: Option<String>) -> Result<Option<String>, Ap
     Ok((!value.is_empty()).then(|| value.to_string()))
 }
 
-fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<LeadRequest, ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as JSON with `Content-Type: application/json`",
-        ));
-    }
-    serde_json::from_slice(body).map_err(|e| json_error(&e, &FIELDS))
+async fn stored_view(
+    pipeline: &crate::pipeline::Pipeline,
+    id: i64,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let view = pipeline.view(id).await?.ok_or(ApiError::not_found(
+        "lead_not_found",
+        format!("lead {id} disappeared while it was read"),
+    ))?;
+    Ok((status, Json(view)).into_response())
 }
 
 /// Returns 201 with the finished lead. The lead is stored by now, so a failed read
@@ -155,16 +216,35 @@ fn accepted_later(lead_id: i64) -> Response {
     response
 }
 
-/// Accepts a lead, qualifies it and drafts a reply.
+/// Returns a lead's view, or a 404 error when a bot requests another key's lead.
+fn visible_to(
+    principal: &Principal,
+    view: Option<LeadView>,
+    id: i64,
+) -> Result<LeadView, ApiError> {
+    view.filter(|view| principal.role != Role::Bot || view.key_id == Some(principal.key_id))
+        .ok_or_else(|| ApiError::not_found("lead_not_found", format!("lead {id} does not exist")))
+}
+
+/// Accepts a lead, qualifies it and drafts a reply. Role: bot.
 #[utoipa::path(
     post,
     path = "/v1/leads",
     request_body = LeadRequest,
+    security(("api_key" = []), ("api_key_header" = [])),
     responses(
-        (status = 201, description = "Qualified: status pending_review or spam", body = LeadView),
+        (
+            status = 201,
+            description = "Qualified (status pending_review or spam), or stored redacted \
+                without a valid consent (status consent_required, with consent_text)",
+            body = LeadView
+        ),
         (status = 200, description = "The same (channel, external_id) again: the stored lead", body = LeadView),
         (status = 202, description = "Accepted, finished in the background; see Retry-After"),
         (status = 400, description = "Invalid JSON, unknown or missing field", body = ErrorBody),
+        (status = 401, description = "No key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "The key's role is not bot", body = ErrorBody),
+        (status = 409, description = "Another key sent this (channel, external_id)", body = ErrorBody),
         (status = 408, description = "The body did not arrive within the request timeout", body = ErrorBody),
         (status = 413, description = "The body is over the size limit", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
@@ -174,32 +254,39 @@ fn accepted_later(lead_id: i64) -> Response {
     )
 )]
 pub async fn create_lead(
+    principal: Principal,
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    // TODO: the caller's API key id goes here once keys exist; until then all callers
-    // share one bucket.
+    principal.require(&[Role::Bot])?;
     state
         .rate_limiter
-        .check("anonymous")
+        .check(&principal.key_id.to_string())
         .map_err(ApiError::rate_limited)?;
     let pipeline = &state.pipeline;
     let limits = &pipeline.settings.limits;
     let timeout = pipeline.settings.request_timeout();
     let body = read_body(&headers, body, limits.max_body_bytes, timeout).await?;
-    let request = parse_body(&headers, &body)?;
-    let lead = validate(request)?;
+    let request: LeadRequest = parse_json(&headers, &body, &FIELDS)?;
+    let lead = validate(request, principal.key_id)?;
     let span = tracing::Span::current();
     span.record("bytes", lead.text.len());
     let (lead_id, progress) = match pipeline.accept_and_start(lead).await? {
         Accepted::Existing(id) => {
             span.record("lead_id", id);
-            let view = pipeline.view(id).await?.ok_or(ApiError::not_found(
-                "lead_not_found",
-                format!("lead {id} disappeared while it was read"),
-            ))?;
-            return Ok((StatusCode::OK, Json(view)).into_response());
+            return stored_view(pipeline, id, StatusCode::OK).await;
+        }
+        Accepted::ConsentRequired(id) => {
+            span.record("lead_id", id);
+            return stored_view(pipeline, id, StatusCode::CREATED).await;
+        }
+        Accepted::OtherKey => {
+            return Err(ApiError::conflict(
+                "external_id_taken",
+                "another API key already sent a lead with this `channel` and `external_id`; \
+                 use an `external_id` of your own",
+            ));
         }
         Accepted::Started(id, progress) => (id, progress),
     };
@@ -216,20 +303,24 @@ pub async fn create_lead(
     }
 }
 
-/// Returns a lead's current state.
+/// Returns a lead's current state. Roles: bot (its own leads only), staff, admin.
 #[utoipa::path(
     get,
     path = "/v1/leads/{id}",
     params(("id" = i64, Path, description = "The lead id from POST /v1/leads")),
+    security(("api_key" = []), ("api_key_header" = [])),
     responses(
         (status = 200, description = "The lead as it is now", body = LeadView),
-        (status = 404, description = "No such lead", body = ErrorBody),
+        (status = 401, description = "No key, or an unknown or revoked one", body = ErrorBody),
+        (status = 404, description = "No such lead, or another bot's lead", body = ErrorBody),
     )
 )]
 pub async fn get_lead(
+    principal: Principal,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<LeadView>, ApiError> {
+    principal.require(&[Role::Bot, Role::Staff, Role::Admin])?;
     let id: i64 = id.parse().map_err(|_| {
         ApiError::bad_request(
             "invalid_lead_id",
@@ -237,8 +328,24 @@ pub async fn get_lead(
         )
     })?;
     tracing::Span::current().record("lead_id", id);
-    let view = state.pipeline.view(id).await?.ok_or_else(|| {
-        ApiError::not_found("lead_not_found", format!("lead {id} does not exist"))
-    })?;
+    let view = visible_to(&principal, state.pipeline.view(id).await?, id)?;
+    if view.draft.is_some() {
+        // The draft carries the client's real values, so reading it is journaled.
+        let key_id = principal.key_id;
+        state
+            .pipeline
+            .store
+            .call(move |conn| {
+                let fields = serde_json::json!({ "fields": ["draft"] });
+                crate::store::queries::journal_by(
+                    conn,
+                    "lead_read",
+                    Some(id),
+                    Some(key_id),
+                    &fields,
+                )
+            })
+            .await?;
+    }
     Ok(Json(view))
 }

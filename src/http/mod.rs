@@ -2,6 +2,8 @@
 //! server's start and graceful shutdown.
 
 pub mod body;
+pub mod consent_texts;
+pub mod consents;
 pub mod error;
 pub mod leads;
 pub mod rate_limit;
@@ -39,15 +41,57 @@ pub struct AppState {
         title = "leadgate",
         description = "Qualifies chat leads with a local language model"
     ),
-    paths(leads::create_lead, leads::get_lead),
+    paths(
+        leads::create_lead,
+        leads::get_lead,
+        consents::record_consent,
+        consents::verify_consents,
+        consent_texts::list_texts,
+        consent_texts::add_text,
+        consent_texts::get_text,
+        consent_texts::update_text,
+        consent_texts::activate_text,
+    ),
     components(schemas(
         leads::LeadRequest,
         leads::ContactRequest,
+        leads::LeadConsentRequest,
         crate::pipeline::LeadView,
+        consents::ConsentRequest,
+        consents::SubjectRequest,
+        consents::ConsentEventView,
+        crate::consent::ConsentTextInput,
+        crate::store::consent::ConsentText,
+        crate::store::consent::ChainReport,
+        crate::store::consent::ChainError,
         error::ErrorBody
-    ))
+    )),
+    modifiers(&SecuritySchemes)
 )]
 struct ApiDoc;
+
+/// Adds the API key scheme: `Authorization: Bearer <key>`, or the key in `X-Api-Key`.
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::SecurityScheme;
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "A key from `leadgate keys create`; its role (bot, staff, admin) decides \
+                 which endpoints it may use",
+            ))
+            .build();
+        components.add_security_scheme("api_key", SecurityScheme::Http(bearer));
+        components.add_security_scheme(
+            "api_key_header",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))),
+        );
+    }
+}
 
 /// Builds the router with all routes and layers.
 pub fn router(state: AppState) -> Router {
@@ -55,6 +99,20 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/leads", post(leads::create_lead))
         .route("/v1/leads/{id}", get(leads::get_lead))
+        .route("/v1/consents", post(consents::record_consent))
+        .route("/v1/consents/verify", get(consents::verify_consents))
+        .route(
+            "/v1/consent-texts",
+            get(consent_texts::list_texts).post(consent_texts::add_text),
+        )
+        .route(
+            "/v1/consent-texts/{purpose}/{version}",
+            get(consent_texts::get_text).put(consent_texts::update_text),
+        )
+        .route(
+            "/v1/consent-texts/{purpose}/{version}/activate",
+            post(consent_texts::activate_text),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -74,6 +132,7 @@ pub fn router(state: AppState) -> Router {
                     "request",
                     method = %request.method(),
                     route,
+                    key_id = tracing::field::Empty,
                     lead_id = tracing::field::Empty,
                     bytes = tracing::field::Empty,
                 )

@@ -1,5 +1,5 @@
-//! SQLite storage of leads, redaction mappings, qualifications, drafts, templates and the
-//! journal.
+//! SQLite storage of leads, redaction mappings, qualifications, drafts, templates, API keys,
+//! consent texts, the consent log and the journal.
 //!
 //! One SQLCipher-encrypted file in WAL mode with `synchronous=FULL`, so a committed lead
 //! survives a power loss (see [`key::open_connection`]). Every statement binds its values as parameters: rusqlite puts the SQL text into some
@@ -8,7 +8,9 @@
 //! blocking thread.
 
 pub mod backup;
+pub mod consent;
 pub mod key;
+pub mod keys;
 pub mod queries;
 mod schema;
 
@@ -21,7 +23,7 @@ use rusqlite::{Connection, ErrorCode};
 pub use key::{DbKey, open_connection};
 
 pub use queries::{
-    DraftRow, Inserted, LeadRecord, LeadWork, NewLead, QualificationRow, TemplateRow,
+    DraftRow, Inserted, LeadGate, LeadRecord, LeadWork, NewLead, QualificationRow, TemplateRow,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +73,19 @@ pub enum StoreError {
     /// A file operation of a backup failed; the message names the step and the cause.
     #[error("{0}")]
     Io(String),
+    /// A consent text version that does not exist; `version: None` means the purpose has
+    /// no active version.
+    #[error("consent text {purpose} version {} does not exist", version.map_or("(active)".to_string(), |v| v.to_string()))]
+    UnknownConsentText {
+        purpose: String,
+        version: Option<i64>,
+    },
+
+    #[error(
+        "consent text {purpose} version {version} is used by the consent log and cannot change; \
+         add a new version instead"
+    )]
+    ConsentTextInUse { purpose: String, version: i64 },
 }
 
 /// A handle to the database; clones share one connection.

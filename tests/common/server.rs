@@ -1,7 +1,8 @@
-//! The real `leadgate serve` binary on 127.0.0.1 with the small SmolLM2 model.
+//! The real `leadgate serve` binary on 127.0.0.1 with the small SmolLM2 model, API keys
+//! made with the real `leadgate keys create`, and HTTP helpers that return any status.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -49,13 +50,20 @@ pub fn leadgate() -> Command {
 pub struct Server {
     child: Child,
     pub base: String,
+    /// A bot key made before the start, for [`post_lead`] and [`get_lead`]; `None` when the
+    /// server was started from a caller's command, whose database key may differ.
+    pub bot: Option<String>,
     log: Arc<Mutex<String>>,
 }
 
 impl Server {
-    /// Starts `leadgate serve` on `db` with SmolLM2 and `extra_args`.
+    /// Creates a bot key on `db`, then starts `leadgate serve` on it with SmolLM2 and
+    /// `extra_args`.
     pub fn start(db: &Path, extra_args: &[&str]) -> Server {
-        Server::start_command(db, extra_args, leadgate())
+        let (_, bot) = create_key(db, "bot", "test bot");
+        let mut server = Server::start_command(db, extra_args, leadgate());
+        server.bot = Some(bot);
+        server
     }
 
     /// Starts `leadgate serve` from `command`, which sets the environment.
@@ -93,7 +101,12 @@ impl Server {
                 panic!("the server did not start; log:\n{}", log.lock().unwrap());
             }
         };
-        Server { child, base, log }
+        Server {
+            child,
+            base,
+            bot: None,
+            log,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -157,15 +170,16 @@ pub fn send(request: ureq::Request, body: Option<&str>) -> (u16, Value, Option<S
     (status, value, retry_after)
 }
 
+/// Sends a lead with the server's bot key.
 pub fn post_lead(server: &Server, body: &Value) -> (u16, Value, Option<String>) {
-    let request = agent()
-        .post(&server.url("/v1/leads"))
-        .set("Content-Type", "application/json");
-    send(request, Some(&body.to_string()))
+    let key = server.bot.as_deref().expect("a server with a bot key");
+    call(server, "POST", "/v1/leads", Some(key), Some(body))
 }
 
+/// Reads a lead with the server's bot key.
 pub fn get_lead(server: &Server, id: i64) -> (u16, Value) {
-    let (status, body, _) = send(agent().get(&server.url(&format!("/v1/leads/{id}"))), None);
+    let key = server.bot.as_deref().expect("a server with a bot key");
+    let (status, body, _) = call(server, "GET", &format!("/v1/leads/{id}"), Some(key), None);
     (status, body)
 }
 
@@ -174,4 +188,78 @@ pub fn open_db(path: &Path) -> rusqlite::Connection {
     let conn = rusqlite::Connection::open(path).unwrap();
     conn.pragma_update(None, "key", DB_KEY).unwrap();
     conn
+}
+
+/// Creates an API key with `leadgate keys create` and returns its id and secret.
+pub fn create_key(db: &Path, role: &str, name: &str) -> (i64, String) {
+    let output = leadgate()
+        .args(["keys", "create", "--role", role, "--name", name, "--db"])
+        .arg(db)
+        .output()
+        .expect("cannot run leadgate keys create");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "keys create failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    let secret = lines.last().expect("a key on the last line").to_string();
+    let info: Value = serde_json::from_str(lines[0]).expect("key info as JSON");
+    (info["id"].as_i64().expect("key id"), secret)
+}
+
+/// A server with one key per role, all made before it starts.
+pub struct Keyed {
+    pub server: Server,
+    pub db: PathBuf,
+    pub bot: String,
+    pub staff: String,
+    pub admin: String,
+}
+
+impl Keyed {
+    pub fn start(db: &Path, extra_args: &[&str]) -> Keyed {
+        let (_, staff) = create_key(db, "staff", "test staff");
+        let (_, admin) = create_key(db, "admin", "test admin");
+        let server = Server::start(db, extra_args);
+        Keyed {
+            bot: server.bot.clone().expect("Server::start makes a bot key"),
+            server,
+            db: db.to_path_buf(),
+            staff,
+            admin,
+        }
+    }
+}
+
+/// Sends `method path` with an optional key and JSON body; returns the status, the JSON
+/// body (or the text as a JSON string) and `Retry-After`.
+pub fn call(
+    server: &Server,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value, Option<String>) {
+    let mut request = agent().request(method, &server.url(path));
+    if let Some(key) = key {
+        request = request.set("Authorization", &format!("Bearer {key}"));
+    }
+    match body {
+        Some(body) => {
+            let request = request.set("Content-Type", "application/json");
+            send(request, Some(&body.to_string()))
+        }
+        None => send(request, None),
+    }
+}
+
+/// Returns the value of a Prometheus sample, or 0 when the server has not exported it yet.
+pub fn metric(server: &Server, name: &str) -> f64 {
+    let (_, body, _) = send(agent().get(&server.url("/metrics")), None);
+    let text = body.as_str().expect("metrics are text").to_string();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
