@@ -93,6 +93,7 @@ fn files_hold_no_planted_values() {
              зубов, телефон {PLANTED_PHONE}"
         ),
         "contact": { "name": format!("{PLANTED_NAME} {PLANTED_SURNAME}"), "phone": PLANTED_PHONE },
+        "consent": { "granted": true },
     });
     let (status, body, _) = post_lead(&server, &lead);
     assert!(status == 201 || status == 202, "{status}: {body}");
@@ -456,8 +457,10 @@ fn tls_serves_http1_and_http2() {
         .build()
         .unwrap();
     let host = format!("https://{address}");
+    let authorization = format!("Bearer {}", server.bot.as_deref().expect("a bot key"));
     let get = |path: &str| {
         hyper::Request::get(format!("{host}{path}"))
+            .header("authorization", &authorization)
             .body(http_body_util::Full::new(hyper::body::Bytes::new()))
             .unwrap()
     };
@@ -475,6 +478,7 @@ fn tls_serves_http1_and_http2() {
         "text": "Сколько стоит маникюр?"});
     let post = hyper::Request::post(format!("{host}/v1/leads"))
         .header("content-type", "application/json")
+        .header("authorization", &authorization)
         .body(http_body_util::Full::new(hyper::body::Bytes::from(
             lead.to_string(),
         )))
