@@ -8,14 +8,13 @@
 #![no_main]
 
 use leadgate::http::error::ApiError;
-use leadgate::http::leads::{MAX_TEXT_BYTES, parse_lead};
+use leadgate::http::leads::{
+    CHANNELS, MAX_CONTACT_BYTES, MAX_ID_BYTES, MAX_TEXT_BYTES, parse_lead,
+};
 use leadgate::pipeline::ValidLead;
 use leadgate_fuzz::check_redaction;
 use libfuzzer_sys::fuzz_target;
 
-const CHANNELS: [&str; 4] = ["telegram", "whatsapp", "instagram", "web"];
-const MAX_ID_BYTES: usize = 256;
-const MAX_CONTACT_BYTES: usize = 256;
 /// Body values at least this long must not appear in an error message. Shorter ones may
 /// match a field name or a word of the message by chance.
 const MIN_QUOTED_BYTES: usize = 24;
