@@ -15,6 +15,8 @@
 #                           $CARGO_TARGET_DIR, else under the repository)
 #   SCHEMATHESIS            the schemathesis command (default: schemathesis on PATH)
 #   LEADGATE_FUZZ_EXAMPLES  test cases per operation in the fuzzing phase (default: 40)
+#   LEADGATE_FUZZ_SEED      schemathesis's random seed (default: 1, so that a CI failure
+#                           repeats; set another value to generate other test cases)
 #   LEADGATE_FUZZ_KEY       an API key, sent as `Authorization: Bearer KEY`
 #   LEADGATE_MODELS_DIR     the folder with the fetched models (default: models/)
 set -euo pipefail
@@ -31,10 +33,14 @@ if [ ! -x "$bin" ]; then
   echo "fuzz_api: $bin is missing; run \`cargo build --release\` or set LEADGATE_BIN" >&2
   exit 1
 fi
-if ! command -v "$schemathesis" > /dev/null; then
-  echo "fuzz_api: $schemathesis not found; install schemathesis or set SCHEMATHESIS" >&2
+if ! schemathesis=$(command -v "$schemathesis"); then
+  echo "fuzz_api: ${SCHEMATHESIS:-schemathesis} not found; install schemathesis or set SCHEMATHESIS" >&2
   exit 1
 fi
+case "$schemathesis" in
+  /*) ;;
+  *) schemathesis="$PWD/$schemathesis" ;;
+esac
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/leadgate-fuzz-api.XXXXXX")
 log="$work/server.log"
@@ -88,15 +94,16 @@ auth=()
 if [ -n "${LEADGATE_FUZZ_KEY:-}" ]; then
   auth=(--header "Authorization: Bearer $LEADGATE_FUZZ_KEY")
 fi
+# schemathesis runs in the temporary folder too, because it keeps a cache in the current one.
 status=0
-"$schemathesis" run "$base/openapi.json" \
+(cd "$work" && "$schemathesis" run "$base/openapi.json" \
   --checks all \
   --max-examples "$examples" \
   --workers 2 \
   --seed "${LEADGATE_FUZZ_SEED:-1}" \
   --request-timeout 60 \
   --no-color \
-  "${auth[@]}" "$@" || status=$?
+  "${auth[@]}" "$@") || status=$?
 
 echo "fuzz_api: stopping the server; it finishes the accepted leads first" >&2
 kill -TERM "$server_pid"
