@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::body::read_body;
-use super::error::{ApiError, ErrorBody, parse_json};
+use super::error::{ApiError, ErrorBody, json_error};
 use crate::auth::{Principal, Role};
 use crate::pipeline::{
     Accepted, ConsentGate, Contact, GivenConsent, LeadView, Pipeline, Progress, ValidLead,
@@ -18,9 +18,12 @@ use crate::pipeline::{
 
 /// The maximum size of a lead's text in bytes, after trimming.
 pub const MAX_TEXT_BYTES: usize = 16 * 1024;
-const MAX_ID_BYTES: usize = 256;
-const MAX_CONTACT_BYTES: usize = 256;
-const CHANNELS: [&str; 4] = ["telegram", "whatsapp", "instagram", "web"];
+/// The maximum size of `external_id` in bytes, after trimming.
+pub const MAX_ID_BYTES: usize = 256;
+/// The maximum size of each contact field in bytes, after trimming.
+pub const MAX_CONTACT_BYTES: usize = 256;
+/// The accepted values of `channel`.
+pub const CHANNELS: [&str; 4] = ["telegram", "whatsapp", "instagram", "web"];
 const FIELDS: [&str; 6] = [
     "channel",
     "external_id",
@@ -32,18 +35,35 @@ const FIELDS: [&str; 6] = [
 /// Seconds a 202 response tells the bot to wait before it requests the lead again.
 const RETRY_AFTER_SECONDS: u32 = 5;
 
+// The schema's lengths count characters, as JSON Schema does, while the limits above count
+// UTF-8 bytes, so a value with non-ASCII characters can fit the schema and still be
+// rejected. The `pattern` of a required string matches any character outside Unicode's
+// White_Space set, which `str::trim` removes, so it rejects exactly the blank values.
+
 /// The body of `POST /v1/leads`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LeadRequest {
-    /// One of telegram, whatsapp, instagram, web.
+    #[schema(schema_with = channel_schema)]
     channel: String,
-    /// The bot's id of the message; the pair (channel, external_id) makes a call idempotent.
+    /// The bot's id of the message, 1 to 256 bytes after trimming; the pair
+    /// (channel, external_id) makes a call idempotent.
+    #[schema(
+        min_length = 1,
+        max_length = 256,
+        pattern = "[^\\t\\n\\u000b\\u000c\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     external_id: String,
     /// The client's message, 1 to 16384 bytes after trimming.
+    #[schema(
+        min_length = 1,
+        max_length = 16384,
+        pattern = "[^\\t\\n\\u000b\\u000c\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     text: String,
     contact: Option<ContactRequest>,
     /// RFC 3339 time the bot received the message.
+    #[schema(format = DateTime)]
     received_at: Option<String>,
     /// The client's reply to the consent text, when this message carries it.
     consent: Option<LeadConsentRequest>,
@@ -61,13 +81,27 @@ pub struct LeadConsentRequest {
     evidence: Option<String>,
 }
 
+/// The client's contact details; a blank field counts as absent.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ContactRequest {
+    /// At most 256 bytes after trimming, as are the other fields.
+    #[schema(max_length = 256)]
     name: Option<String>,
+    #[schema(max_length = 256)]
     phone: Option<String>,
+    #[schema(max_length = 256)]
     email: Option<String>,
+    #[schema(max_length = 256)]
     handle: Option<String>,
+}
+
+fn channel_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(CHANNELS))
+        .description(Some("The chat channel the lead came from."))
+        .build()
 }
 
 /// Checks that `channel` is one of the API's channels.
@@ -207,6 +241,33 @@ async fn finished_view(pipeline: &Pipeline, lead_id: i64) -> Response {
     }
 }
 
+/// Parses and validates the JSON body of `POST /v1/leads`, with the same errors the
+/// endpoint returns. The handler calls it, and so do the fuzz targets in `fuzz/`.
+///
+/// # Errors
+/// A 400 error for a body that is not a JSON object of the accepted fields, and a 422
+/// error for a field with an invalid value.
+pub fn parse_lead(body: &[u8], key_id: i64) -> Result<ValidLead, ApiError> {
+    let request: LeadRequest = serde_json::from_slice(body).map_err(|e| json_error(&e, &FIELDS))?;
+    validate(request, key_id)
+}
+
+fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with `Content-Type: application/json`",
+        ));
+    }
+    Ok(())
+}
+
 fn accepted_later(lead_id: i64) -> Response {
     let body = serde_json::json!({ "lead_id": lead_id, "status": "processing" });
     let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
@@ -240,7 +301,9 @@ fn visible_to(
             body = LeadView
         ),
         (status = 200, description = "The same (channel, external_id) again: the stored lead", body = LeadView),
-        (status = 202, description = "Accepted, finished in the background; see Retry-After"),
+        (status = 202, description = "Accepted, finished in the background: status processing",
+            body = LeadView,
+            headers(("Retry-After" = u32, description = "Seconds to wait before GET /v1/leads/{id}"))),
         (status = 400, description = "Invalid JSON, unknown or missing field", body = ErrorBody),
         (status = 401, description = "No key, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "The key's role is not bot", body = ErrorBody),
@@ -267,9 +330,9 @@ pub async fn create_lead(
     let pipeline = &state.pipeline;
     let limits = &pipeline.settings.limits;
     let timeout = pipeline.settings.request_timeout();
+    require_json(&headers)?;
     let body = read_body(&headers, body, limits.max_body_bytes, timeout).await?;
-    let request: LeadRequest = parse_json(&headers, &body, &FIELDS)?;
-    let lead = validate(request, principal.key_id)?;
+    let lead = parse_lead(&body, principal.key_id)?;
     let span = tracing::Span::current();
     span.record("bytes", lead.text.len());
     let (lead_id, progress) = match pipeline.accept_and_start(lead).await? {
@@ -311,6 +374,7 @@ pub async fn create_lead(
     security(("api_key" = []), ("api_key_header" = [])),
     responses(
         (status = 200, description = "The lead as it is now", body = LeadView),
+        (status = 400, description = "The id is not a 64-bit integer", body = ErrorBody),
         (status = 401, description = "No key, or an unknown or revoked one", body = ErrorBody),
         (status = 404, description = "No such lead, or another bot's lead", body = ErrorBody),
     )
@@ -348,4 +412,84 @@ pub async fn get_lead(
             .await?;
     }
     Ok(Json(view))
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::OpenApi;
+
+    use super::*;
+
+    fn request_schema() -> serde_json::Value {
+        let document = serde_json::to_value(crate::http::ApiDoc::openapi()).unwrap();
+        document["components"]["schemas"]["LeadRequest"].clone()
+    }
+
+    #[test]
+    fn blank_pattern_matches_trim() {
+        let schema = request_schema();
+        for field in ["external_id", "text"] {
+            let pattern = schema["properties"][field]["pattern"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{field} has no pattern"));
+            let regex = regex::Regex::new(pattern).unwrap();
+            for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+                let value = c.to_string();
+                assert_eq!(
+                    regex.is_match(&value),
+                    !value.trim().is_empty(),
+                    "{field}: U+{:04X}",
+                    c as u32
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn schema_states_limits() {
+        let schema = request_schema();
+        let properties = &schema["properties"];
+        let channels: Vec<&str> = properties["channel"]["enum"]
+            .as_array()
+            .expect("channel enum")
+            .iter()
+            .filter_map(serde_json::Value::as_str)
+            .collect();
+        assert_eq!(channels, CHANNELS);
+        assert_eq!(properties["external_id"]["maxLength"], MAX_ID_BYTES);
+        assert_eq!(properties["text"]["maxLength"], MAX_TEXT_BYTES);
+        assert_eq!(properties["received_at"]["format"], "date-time");
+        assert_eq!(schema["additionalProperties"], false);
+    }
+
+    #[test]
+    fn parse_lead_trims_and_rejects() {
+        let lead = parse_lead(
+            br#"{"channel": "web", "external_id": " a ", "text": " hi ", "contact": {"name": " "}}"#,
+            1,
+        )
+        .unwrap();
+        assert_eq!(lead.external_id, "a");
+        assert_eq!(lead.text, "hi");
+        assert_eq!(lead.contact.name, None);
+        let cases: [(&[u8], &str); 4] = [
+            (b"{", "invalid_json"),
+            (
+                br#"{"channel": "fax", "external_id": "a", "text": "b"}"#,
+                "invalid_channel",
+            ),
+            (
+                br#"{"channel": "web", "external_id": "a", "text": "\u2003"}"#,
+                "empty_text",
+            ),
+            (
+                br#"{"channel": "web", "external_id": "a"}"#,
+                "missing_field",
+            ),
+        ];
+        for (body, code) in cases {
+            let error = parse_lead(body, 1).err().expect("an error");
+            assert_eq!(error.code, code, "{}", String::from_utf8_lossy(body));
+        }
+    }
 }

@@ -23,7 +23,7 @@ use crate::consent::InvalidSubject;
 use crate::draft;
 use crate::engine::{Engine, EngineError, Generation};
 use crate::qualify::{PROMPT_VERSION, Qualifier};
-use crate::redact::{KnownValue, PiiKind, redact_with_known, restore_draft};
+use crate::redact::{KnownValue, PiiKind, Redaction, redact_with_known, restore_draft};
 use crate::store::consent::ConsentText;
 use crate::store::{
     self, DraftRow, Inserted, LeadRecord, LeadWork, NewLead, QualificationRow, Store,
@@ -44,6 +44,32 @@ pub struct ValidLead {
     /// The API key that sent the lead; `None` for the command line.
     pub key_id: Option<i64>,
     pub consent: ConsentGate,
+}
+
+impl ValidLead {
+    /// Redacts the text and gives each contact field a placeholder, shared with the same
+    /// value in the text. Returns the redaction and the contact name's placeholder, if a
+    /// name was given.
+    pub fn redact(&self) -> (Redaction, Option<String>) {
+        let contact = &self.contact;
+        let known = [
+            (PiiKind::Person, &contact.name),
+            (PiiKind::Phone, &contact.phone),
+            (PiiKind::Email, &contact.email),
+            (PiiKind::Handle, &contact.handle),
+        ]
+        .into_iter()
+        .filter_map(|(kind, value)| value.clone().map(|value| KnownValue { kind, value }))
+        .collect::<Vec<_>>();
+        let name_given = known.first().is_some_and(|k| k.kind == PiiKind::Person);
+        let (redaction, placeholders) = redact_with_known(&self.text, &known);
+        let name_placeholder = if name_given {
+            placeholders.first().cloned().flatten()
+        } else {
+            None
+        };
+        (redaction, name_placeholder)
+    }
 }
 
 /// Contact fields sent beside the text; each is personal data.
@@ -256,17 +282,7 @@ impl Pipeline {
     /// Redacts a lead and stores it, or finds the lead stored under the same
     /// (channel, external_id).
     pub async fn accept(&self, lead: ValidLead) -> Result<Inserted, PipelineError> {
-        let known = [
-            (PiiKind::Person, lead.contact.name.clone()),
-            (PiiKind::Phone, lead.contact.phone.clone()),
-            (PiiKind::Email, lead.contact.email.clone()),
-            (PiiKind::Handle, lead.contact.handle.clone()),
-        ]
-        .into_iter()
-        .filter_map(|(kind, value)| value.map(|value| KnownValue { kind, value }))
-        .collect::<Vec<_>>();
-        let name_given = known.first().is_some_and(|k| k.kind == PiiKind::Person);
-        let (redaction, placeholders) = redact_with_known(&lead.text, &known);
+        let (redaction, name_placeholder) = lead.redact();
         let gate = match lead.consent {
             ConsentGate::NotChecked => None,
             checked => {
@@ -286,11 +302,6 @@ impl Pipeline {
                 );
                 Some((subject, store_gate))
             }
-        };
-        let name_placeholder = if name_given {
-            placeholders.first().cloned().flatten()
-        } else {
-            None
         };
         let new_lead = NewLead {
             channel: lead.channel,
