@@ -102,10 +102,13 @@ auth=()
 if [ -n "${LEADGATE_FUZZ_KEY:-}" ]; then
   auth=(--header "Authorization: Bearer $LEADGATE_FUZZ_KEY")
 fi
+# positive_data_acceptance is left out: a value can match the schema and still be refused
+# with 422 by design, such as a phone number that is not a real number.
 # schemathesis runs in the temporary folder too, because it keeps a cache in the current one.
 status=0
 (cd "$work" && "$schemathesis" run "$base/openapi.json" \
   --checks all \
+  --exclude-checks positive_data_acceptance \
   --max-examples "$examples" \
   --workers 2 \
   --seed "${LEADGATE_FUZZ_SEED:-1}" \

@@ -96,6 +96,7 @@ pub async fn list_texts(
         (status = 201, description = "Stored as the purpose's next version", body = ConsentText),
         (status = 401, description = "No key, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "The key's role is not admin", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 422, description = "An invalid field or template", body = ErrorBody),
     )
 )]
@@ -128,6 +129,7 @@ pub async fn add_text(
     security(("api_key" = []), ("api_key_header" = [])),
     responses(
         (status = 200, description = "The version", body = ConsentText),
+        (status = 400, description = "The version in the path is not an integer", body = ErrorBody),
         (status = 401, description = "No key, or an unknown or revoked one", body = ErrorBody),
         (status = 404, description = "No such version", body = ErrorBody),
     )
@@ -161,10 +163,12 @@ pub async fn get_text(
     security(("api_key" = []), ("api_key_header" = [])),
     responses(
         (status = 200, description = "Changed", body = ConsentText),
+        (status = 400, description = "The version in the path is not an integer", body = ErrorBody),
         (status = 401, description = "No key, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "The key's role is not admin", body = ErrorBody),
         (status = 404, description = "No such version", body = ErrorBody),
         (status = 409, description = "A consent event refers to the version", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 422, description = "An invalid field or template", body = ErrorBody),
     )
 )]
@@ -206,6 +210,7 @@ pub async fn update_text(
     security(("api_key" = []), ("api_key_header" = [])),
     responses(
         (status = 200, description = "Now active", body = ConsentText),
+        (status = 400, description = "The version in the path is not an integer", body = ErrorBody),
         (status = 401, description = "No key, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "The key's role is not admin", body = ErrorBody),
         (status = 404, description = "No such version", body = ErrorBody),

@@ -140,6 +140,7 @@ fn validate(request: ConsentRequest, key_id: i64) -> Result<NewConsentEvent, Api
         (status = 400, description = "Invalid JSON, unknown or missing field", body = ErrorBody),
         (status = 401, description = "No key, or an unknown or revoked one", body = ErrorBody),
         (status = 403, description = "The key's role is not bot", body = ErrorBody),
+        (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 422, description = "An invalid value or an unknown consent text", body = ErrorBody),
     )
 )]
