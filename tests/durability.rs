@@ -228,7 +228,7 @@ fn crash_loses_no_accepted_lead() {
         second.len()
     );
 
-    // The restarted server keeps the same bot key, which sees the leads it sent.
+    // The restarted server keeps the same bot key, so GET returns the leads that key sent.
     let mut server = Server::start_command(&db, &server_args, leadgate());
     server.bot = Some(bot);
     let stored = stored_leads(&db);

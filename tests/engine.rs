@@ -369,7 +369,7 @@ fn appended_tokens_give_the_logits_of_the_whole_sequence_on_qwen() {
 }
 
 #[test]
-fn logits_of_chosen_tokens_equal_the_full_projection_on_qwen() {
+fn logits_of_equals_full_logits_qwen() {
     // Qwen's tied output projection is Q8_0, which leadgate can compute for a few tokens
     // only, as constrained decoding does when a schema allows a handful of tokens.
     let model = common::qwen();

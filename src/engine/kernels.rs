@@ -43,7 +43,7 @@ impl Format {
         }
     }
 
-    /// What the VNNI kernel adds to each weight to make it unsigned.
+    /// Returns what the VNNI kernel adds to each weight to make it unsigned.
     const fn bias(self) -> i8 {
         match self {
             Format::Q5_0 => 16,
@@ -85,7 +85,7 @@ struct Activations {
 }
 
 impl Activations {
-    /// The blocks and offsets of `count` rows from `first`.
+    /// Returns the blocks and offsets of `count` rows, starting at row `first`.
     fn rows(&self, first: usize, count: usize) -> (&[BlockQ8], &[Offset]) {
         let range = first * self.blocks_per_row..(first + count) * self.blocks_per_row;
         let offsets = self.offsets.get(range.clone()).unwrap_or(&[]);
@@ -116,9 +116,9 @@ impl Kernel {
         Kernel::Scalar
     }
 
-    /// Whether a few activation rows go through [`Kernel::dot_weight_tile`]. Timed on an AMD
-    /// EPYC with AVX-512: the VNNI tile ran 1.3x faster than one row at a time, while the
-    /// AVX2 one, short of registers, ran 5 % slower.
+    /// Returns true when a few activation rows go through [`Kernel::dot_weight_tile`]. On a
+    /// loaded AMD EPYC, the VNNI tile ran 1.3x faster than one row at a time, and an AVX2
+    /// tile ran 5 % slower, probably because AVX2 has only 16 vector registers.
     fn tiles_weight_rows(self) -> bool {
         self == Kernel::Vnni
     }
@@ -432,7 +432,7 @@ fn dot_rows_scalar(
     }
 }
 
-/// The byte size of a block: Q8_0 when `Q8`, else Q5_0.
+/// Returns the byte size of a block: Q8_0 when `Q8`, else Q5_0.
 const fn block_bytes<const Q8: bool>() -> usize {
     if Q8 {
         Format::Q8_0.bytes()
@@ -493,7 +493,8 @@ mod avx2 {
         _mm_cvtss_f32(single)
     }
 
-    /// The eight partial sums of `w * a` over one block, each over four neighbouring values.
+    /// Computes the eight partial sums of `w * a` over one block, each over four neighbouring
+    /// values.
     #[target_feature(enable = "avx2")]
     unsafe fn lanes(w: __m256i, w_abs: __m256i, act: &BlockQ8) -> __m256 {
         let a = _mm256_loadu_si256(act.values.as_ptr() as *const __m256i);
@@ -742,7 +743,7 @@ mod tests {
     }
 
     #[test]
-    fn chosen_rows_equal_the_full_multiply_bit_for_bit() -> candle_core::Result<()> {
+    fn forward_rows_equals_full_forward() -> candle_core::Result<()> {
         for format in FORMATS {
             let (matrix, _) = matrix(format, 30, 64);
             let xs = input(1, 64);
