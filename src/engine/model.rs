@@ -156,7 +156,7 @@ impl Weight {
         };
         if let Some(format) = format
             && let [rows, cols] = qt.shape().dims()
-            && let Some(matrix) = QuantMatrix::new(format, *rows, *cols, qt.data()?.into_owned())
+            && let Some(matrix) = QuantMatrix::new(format, *rows, *cols, &qt.data()?)
         {
             return Ok(Weight::Own(matrix));
         }
