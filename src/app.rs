@@ -135,6 +135,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// Runs `leadgate serve`.
 pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let settings = args.config.load(args.listen)?;
+    let webhook_token = webhook_token(&settings)?;
     let listen = settings.listen;
     let db = settings.db.clone();
     let pipeline = start_pipeline(settings, &db)?;
@@ -153,9 +154,24 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(address = %bound, database = %db.display(), "listening");
         // A plain line that scripts and tests can read to learn a port picked by the OS.
         eprintln!("leadgate listening on http://{bound}");
-        crate::http::serve(listener, pipeline, Some(metrics)).await
+        crate::http::serve(listener, pipeline, Some(metrics), webhook_token).await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the webhook's bearer token from `LEADGATE_WEBHOOK_TOKEN` when a webhook is
+/// configured.
+fn webhook_token(settings: &Settings) -> anyhow::Result<Option<String>> {
+    if settings.webhook.is_none() {
+        return Ok(None);
+    }
+    match std::env::var("LEADGATE_WEBHOOK_TOKEN") {
+        Ok(token) if !token.trim().is_empty() => Ok(Some(token.trim().to_string())),
+        _ => bail!(
+            "a webhook url is configured but LEADGATE_WEBHOOK_TOKEN is not set; set it to the \
+             token the bot expects in `Authorization: Bearer`"
+        ),
+    }
 }
 
 /// Returns the database path a one-off command uses: the given one, else a file in a

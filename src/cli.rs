@@ -39,6 +39,8 @@ pub enum Command {
     /// Fetches, lists and verifies model files.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Lists, shows, saves, activates, rolls back and compares response template versions.
+    Templates(crate::template_commands::TemplatesArgs),
     /// Prints the token ids of a text as JSON, control-token text parsed as control tokens.
     Tokenize(TokenizeArgs),
     /// Reads one text from standard input and prints it redacted, with the spans found and
@@ -375,6 +377,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => crate::app::eval(args),
         Command::Generate(args) => generate(args),
         Command::Model(command) => model_command(command),
+        Command::Templates(args) => crate::template_commands::run(args),
         Command::Tokenize(args) => tokenize(args),
         Command::Redact { mapping } => redact(mapping),
         Command::EvalRedaction { file, misses } => eval_redaction(&file, misses),

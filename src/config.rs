@@ -43,6 +43,40 @@ pub struct Settings {
     pub wait_ms: u64,
     pub max_tokens: usize,
     pub services: Vec<Service>,
+    /// Where approved replies are sent; `None` leaves the bot to poll `GET /v1/replies`.
+    #[serde(default)]
+    pub webhook: Option<Webhook>,
+}
+
+/// The bot's reply webhook. Its bearer token comes from the environment variable
+/// `LEADGATE_WEBHOOK_TOKEN`, never from this file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    /// An http:// or https:// URL that receives each approved reply as a JSON POST.
+    pub url: String,
+    /// Attempts per reply before its delivery is marked failed.
+    #[serde(default = "default_webhook_attempts")]
+    pub max_attempts: u32,
+    /// Milliseconds before the first retry; each later retry waits twice as long, up to
+    /// ten minutes.
+    #[serde(default = "default_webhook_first_retry_ms")]
+    pub first_retry_ms: u64,
+    /// Milliseconds one attempt may take, connecting included.
+    #[serde(default = "default_webhook_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_webhook_attempts() -> u32 {
+    8
+}
+
+fn default_webhook_first_retry_ms() -> u64 {
+    2000
+}
+
+fn default_webhook_timeout_ms() -> u64 {
+    10_000
 }
 
 /// One entry of the service catalog.
@@ -77,6 +111,7 @@ struct FileSettings {
     wait_ms: Option<u64>,
     max_tokens: Option<usize>,
     services: Option<Vec<Service>>,
+    webhook: Option<Webhook>,
 }
 
 /// Overrides from environment variables and flags; `None` keeps the file's value.
@@ -133,6 +168,7 @@ impl Settings {
             wait_ms,
             max_tokens,
             services,
+            webhook,
         } = file;
         self.apply(&Overrides {
             listen,
@@ -145,6 +181,9 @@ impl Settings {
         });
         if let Some(services) = services {
             self.services = services;
+        }
+        if webhook.is_some() {
+            self.webhook = webhook;
         }
     }
 
@@ -184,6 +223,14 @@ impl Settings {
         }
         if !self.services.iter().any(|s| s.id == "other") {
             bail!("the catalog needs a service with id `other` for leads that fit no service");
+        }
+        if let Some(webhook) = &self.webhook {
+            if !(webhook.url.starts_with("http://") || webhook.url.starts_with("https://")) {
+                bail!("webhook.url must start with http:// or https://");
+            }
+            if webhook.max_attempts == 0 {
+                bail!("webhook.max_attempts is 0; at least one attempt is needed");
+            }
         }
         if self.max_tokens < 32 {
             bail!(

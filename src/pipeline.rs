@@ -93,6 +93,24 @@ pub struct DraftView {
     pub text: String,
     pub template_kind: String,
     pub template_version: i64,
+    /// Set when the template version used is the one for this service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template_service: Option<String>,
+}
+
+impl QualificationView {
+    pub fn from_row(q: QualificationRow) -> QualificationView {
+        QualificationView {
+            service: q.service,
+            intent: q.intent,
+            urgency: q.urgency,
+            temperature: q.temperature,
+            language: q.language,
+            missing_fields: q.missing_fields,
+            summary: q.summary,
+            score: q.score,
+        }
+    }
 }
 
 /// A lead as the API shows it.
@@ -125,20 +143,12 @@ impl LeadView {
         LeadView {
             lead_id: record.id,
             status,
-            qualification: record.qualification.map(|q| QualificationView {
-                service: q.service,
-                intent: q.intent,
-                urgency: q.urgency,
-                temperature: q.temperature,
-                language: q.language,
-                missing_fields: q.missing_fields,
-                summary: q.summary,
-                score: q.score,
-            }),
+            qualification: record.qualification.map(QualificationView::from_row),
             draft: record.draft.map(|d| DraftView {
                 text: restore_draft(&record.mapping, &d.text),
                 template_kind: d.template_kind,
                 template_version: d.template_version,
+                template_service: d.template_service,
             }),
             timings,
         }
@@ -406,6 +416,7 @@ impl Pipeline {
             text: d.text,
             template_kind: d.template_kind,
             template_version: d.template_version,
+            template_service: d.template_service,
         });
         self.store
             .call(move |conn| {

@@ -3,128 +3,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::server::{Server, agent, send};
 use serde_json::{Value, json};
 
 const PLANTED_NAME: &str = "Эльвира";
 const PLANTED_PHONE: &str = "+7 917 555-12-34";
 const PLANTED_DIGITS: &str = "9175551234";
-const STARTUP_TIMEOUT: Duration = Duration::from_secs(180);
-
-/// A running server; it is killed when dropped.
-struct Server {
-    child: Child,
-    base: String,
-    log: Arc<Mutex<String>>,
-}
-
-impl Server {
-    fn start(db: &Path, extra_args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_leadgate"))
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--model",
-                common::SMOLLM,
-            ])
-            .arg("--db")
-            .arg(db)
-            .args(["--max-tokens", "64", "--threads", "1"])
-            .args(extra_args)
-            .env("LEADGATE_MODELS_DIR", common::models_dir())
-            .env("LEADGATE_LOG", "debug,leadgate::prompt=trace")
-            .env_remove("LEADGATE_CONFIG")
-            .env_remove("LEADGATE_QUEUE_CAPACITY")
-            .env_remove("LEADGATE_WAIT_MS")
-            .env("HF_HUB_OFFLINE", "1")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("cannot start the leadgate binary");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (address_sender, address) = std::sync::mpsc::channel();
-        let stderr = child.stderr.take().expect("piped stderr");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.strip_prefix("leadgate listening on ") {
-                    let _ = address_sender.send(rest.to_string());
-                }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let base = match address.recv_timeout(STARTUP_TIMEOUT) {
-            Ok(base) => base,
-            Err(_) => {
-                let _ = child.kill();
-                panic!("the server did not start; log:\n{}", log.lock().unwrap());
-            }
-        };
-        Server { child, base, log }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Sends SIGTERM and waits for a clean exit.
-    fn stop(mut self) -> String {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("cannot run kill");
-        assert!(status.success(), "kill -TERM failed");
-        let exit = self.child.wait().expect("cannot wait for the server");
-        // Let the reader thread take the last lines.
-        std::thread::sleep(Duration::from_millis(200));
-        assert!(exit.success(), "server exit {exit:?}; log:\n{}", self.log());
-        self.log()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(600))
-        .build()
-}
-
-/// Sends a request and returns the status and the JSON body, for any status.
-fn send(request: ureq::Request, body: Option<&str>) -> (u16, Value, Option<String>) {
-    let result = match body {
-        Some(body) => request.send_string(body),
-        None => request.call(),
-    };
-    let response = match result {
-        Ok(response) => response,
-        Err(ureq::Error::Status(_, response)) => response,
-        Err(error) => panic!("request failed: {error}"),
-    };
-    let status = response.status();
-    let retry_after = response.header("Retry-After").map(str::to_string);
-    let text = response.into_string().unwrap();
-    let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    (status, value, retry_after)
-}
 
 fn post_lead(server: &Server, body: &Value) -> (u16, Value, Option<String>) {
     let request = agent()

@@ -9,7 +9,8 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::error::{ApiError, ErrorBody, json_error};
+use super::body::parse_json;
+use super::error::{ApiError, ErrorBody};
 use crate::pipeline::{Contact, LeadView, Progress, ValidLead};
 use crate::store::Inserted;
 
@@ -117,22 +118,6 @@ fn contact_field(name: &str, value: Option<String>) -> Result<Option<String>, Ap
     Ok((!value.is_empty()).then(|| value.to_string()))
 }
 
-fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<LeadRequest, ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as JSON with `Content-Type: application/json`",
-        ));
-    }
-    serde_json::from_slice(body).map_err(|e| json_error(&e, &FIELDS))
-}
-
 fn accepted_later(lead_id: i64) -> Response {
     let body = serde_json::json!({ "lead_id": lead_id, "status": "processing" });
     let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
@@ -161,7 +146,7 @@ pub async fn create_lead(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let request = parse_body(&headers, &body)?;
+    let request: LeadRequest = parse_json(&headers, &body, &FIELDS)?;
     let lead = validate(request)?;
     let span = tracing::Span::current();
     span.record("bytes", lead.text.len());

@@ -1,8 +1,11 @@
 //! The HTTP API: routes, per-request tracing and metrics, health and readiness, and the
 //! server's start and graceful shutdown.
 
+pub mod body;
+pub mod drafts;
 pub mod error;
 pub mod leads;
+pub mod templates;
 
 use std::time::Instant;
 
@@ -17,6 +20,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
 use crate::pipeline::Pipeline;
+use crate::webhook::Webhook;
 use error::ApiError;
 
 /// The largest request body accepted, in bytes: the text limit plus room for the other
@@ -27,6 +31,8 @@ const BODY_LIMIT_BYTES: usize = 128 * 1024;
 pub struct AppState {
     pub pipeline: Pipeline,
     pub metrics: Option<PrometheusHandle>,
+    /// The reply webhook task, when a webhook is configured.
+    pub webhook: Option<Webhook>,
 }
 
 #[derive(OpenApi)]
@@ -35,11 +41,31 @@ pub struct AppState {
         title = "leadgate",
         description = "Qualifies chat leads with a local language model"
     ),
-    paths(leads::create_lead, leads::get_lead),
+    paths(
+        leads::create_lead,
+        leads::get_lead,
+        drafts::list_drafts,
+        drafts::get_draft,
+        drafts::approve,
+        drafts::reject,
+        drafts::list_replies,
+        templates::list_keys,
+        templates::list_versions,
+        templates::save_version,
+        templates::get_version,
+        templates::activate,
+        templates::rollback,
+        templates::diff
+    ),
     components(schemas(
         leads::LeadRequest,
         leads::ContactRequest,
         crate::pipeline::LeadView,
+        crate::review::DraftView,
+        crate::review::ReplyView,
+        drafts::ApproveRequest,
+        drafts::RejectRequest,
+        templates::SaveRequest,
         error::ErrorBody
     ))
 )]
@@ -50,6 +76,26 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/leads", post(leads::create_lead))
         .route("/v1/leads/{id}", get(leads::get_lead))
+        .route("/v1/drafts", get(drafts::list_drafts))
+        .route("/v1/drafts/{id}", get(drafts::get_draft))
+        .route("/v1/drafts/{id}/approve", post(drafts::approve))
+        .route("/v1/drafts/{id}/reject", post(drafts::reject))
+        .route("/v1/replies", get(drafts::list_replies))
+        .route("/v1/templates", get(templates::list_keys))
+        .route(
+            "/v1/templates/{kind}/versions",
+            get(templates::list_versions).post(templates::save_version),
+        )
+        .route(
+            "/v1/templates/{kind}/versions/{version}",
+            get(templates::get_version),
+        )
+        .route(
+            "/v1/templates/{kind}/versions/{version}/activate",
+            post(templates::activate),
+        )
+        .route("/v1/templates/{kind}/rollback", post(templates::rollback))
+        .route("/v1/templates/{kind}/diff", get(templates::diff))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -187,10 +233,20 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     pipeline: Pipeline,
     metrics: Option<PrometheusHandle>,
+    webhook_token: Option<String>,
 ) -> anyhow::Result<()> {
+    let webhook = match (&pipeline.settings.webhook, webhook_token) {
+        (Some(settings), Some(token)) => Some(Webhook::start(
+            pipeline.store.clone(),
+            settings.clone(),
+            token,
+        )),
+        _ => None,
+    };
     let state = AppState {
         pipeline: pipeline.clone(),
         metrics,
+        webhook,
     };
     pipeline.warm_up();
     let resumed = pipeline.resume_unfinished().await?;

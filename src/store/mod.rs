@@ -1,5 +1,5 @@
-//! SQLite storage of leads, redaction mappings, qualifications, drafts, templates and the
-//! journal.
+//! SQLite storage of leads, redaction mappings, qualifications, drafts and their review,
+//! template versions, replies, webhook deliveries and the journal.
 //!
 //! One file in WAL mode with `synchronous=FULL`, so a committed lead survives a power loss.
 //! Every statement binds its values as parameters: rusqlite puts the SQL text into some
@@ -8,7 +8,10 @@
 //! blocking thread.
 
 pub mod queries;
+pub mod review;
 mod schema;
+pub mod templates;
+pub mod webhooks;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -93,6 +96,14 @@ impl Store {
         self.call_blocking(|conn| Ok(conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))?))
             .is_ok()
     }
+}
+
+/// Who did something, as stored beside what they did: an API key's name and id, or a
+/// label such as `cli` with no key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub key_id: Option<i64>,
+    pub name: String,
 }
 
 /// The current UTC time in RFC 3339, the format of every time column.
