@@ -231,6 +231,7 @@ pub fn qualify(args: QualifyArgs) -> anyhow::Result<ExitCode> {
         text,
         contact: Contact::default(),
         received_at: None,
+        key_id: None,
     };
     let view = runtime()?.block_on(async {
         let (id, _) = run_lead(&pipeline, lead).await?;
@@ -294,6 +295,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
             text: lead.text.clone(),
             contact: Contact::default(),
             received_at: None,
+            key_id: None,
         };
         let view = runtime.block_on(async {
             let (id, elapsed) = run_lead(&pipeline, valid).await?;

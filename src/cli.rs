@@ -25,8 +25,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Runs the HTTP server: POST /v1/leads, GET /v1/leads/{id}, /healthz, /readyz,
-    /// /metrics and /openapi.json.
+    /// Runs the HTTP server: the /v1 API (every endpoint needs an API key), /healthz,
+    /// /readyz, /metrics and /openapi.json.
     Serve(crate::app::ServeArgs),
     /// Qualifies one lead (from --text or standard input) through the server's path and
     /// prints the result as JSON.
@@ -39,6 +39,9 @@ pub enum Command {
     /// Fetches, lists and verifies model files.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Creates, lists and revokes API keys.
+    #[command(subcommand)]
+    Keys(crate::admin::KeysCommand),
     /// Lists, shows, saves, activates, rolls back and compares response template versions.
     Templates(crate::template_commands::TemplatesArgs),
     /// Prints the token ids of a text as JSON, control-token text parsed as control tokens.
@@ -377,6 +380,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => crate::app::eval(args),
         Command::Generate(args) => generate(args),
         Command::Model(command) => model_command(command),
+        Command::Keys(command) => crate::admin::keys(command),
         Command::Templates(args) => crate::template_commands::run(args),
         Command::Tokenize(args) => tokenize(args),
         Command::Redact { mapping } => redact(mapping),

@@ -1,7 +1,9 @@
 //! leadgate: an on-premise server that qualifies incoming chat leads with a local language
 //! model, keeping personal data on the host.
 
+pub mod admin;
 pub mod app;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod draft;

@@ -31,6 +31,8 @@ pub struct ValidLead {
     pub text: String,
     pub contact: Contact,
     pub received_at: Option<String>,
+    /// The API key that sent the lead; `None` for the command line.
+    pub key_id: Option<i64>,
 }
 
 /// Contact fields sent beside the text; each is personal data.
@@ -117,6 +119,9 @@ impl QualificationView {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct LeadView {
     pub lead_id: i64,
+    /// The API key that sent the lead, for the check that a bot reads only its own leads.
+    #[serde(skip)]
+    pub key_id: Option<i64>,
     /// received, processing, pending_review, spam or failed.
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -142,6 +147,7 @@ impl LeadView {
         });
         LeadView {
             lead_id: record.id,
+            key_id: record.key_id,
             status,
             qualification: record.qualification.map(QualificationView::from_row),
             draft: record.draft.map(|d| DraftView {
@@ -237,6 +243,7 @@ impl Pipeline {
             received_at: lead.received_at,
             special_category: redaction.special_category,
             mapping: redaction.mapping,
+            key_id: lead.key_id,
         };
         let inserted = self
             .store

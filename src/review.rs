@@ -263,8 +263,8 @@ pub async fn reject(
         .await?
 }
 
-/// Returns up to `limit` replies after reply id `since` and the cursor for the next call,
-/// and journals each lead's read by `actor`.
+/// Returns up to `limit` replies to the leads of `actor`'s key after reply id `since` and
+/// the cursor for the next call, and journals each lead's read by `actor`.
 pub async fn replies(
     store: &Store,
     since: i64,
@@ -273,7 +273,7 @@ pub async fn replies(
 ) -> Result<(Vec<ReplyView>, i64), ReviewError> {
     let views = store
         .call(move |conn| {
-            let replies = queries::replies_since(conn, since, limit)?;
+            let replies = queries::replies_since(conn, since, limit, actor.key_id)?;
             let mut views = Vec::with_capacity(replies.len());
             for reply in &replies {
                 let (view, shown) = reply_view(reply);

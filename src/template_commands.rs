@@ -8,48 +8,22 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
-use crate::config::{Overrides, Settings};
+use crate::admin::DbArgs;
 use crate::draft::{self, templates as checks};
 use crate::store::templates::{self as versions, Activation};
-use crate::store::{Actor, Store, queries};
-
-/// The options of every command that only opens the database.
-#[derive(Debug, Args)]
-pub struct StoreArgs {
-    /// The configuration file; by default leadgate.toml in the current folder, if present.
-    #[arg(long, env = "LEADGATE_CONFIG", global = true)]
-    pub config: Option<PathBuf>,
-
-    /// The SQLite database file, as `leadgate serve` uses it.
-    #[arg(long, env = "LEADGATE_DB", global = true)]
-    pub db: Option<PathBuf>,
-}
-
-impl StoreArgs {
-    /// Reads the settings and opens the database they name.
-    pub fn open(&self) -> anyhow::Result<(Settings, Store)> {
-        let overrides = Overrides {
-            db: self.db.clone(),
-            ..Overrides::default()
-        };
-        let settings = Settings::load(self.config.as_deref(), &overrides)?;
-        let store = Store::open(&settings.db)
-            .with_context(|| format!("cannot open database {}", settings.db.display()))?;
-        Ok((settings, store))
-    }
-}
+use crate::store::{Actor, queries};
 
 #[derive(Debug, Args)]
 pub struct TemplatesArgs {
-    #[command(flatten)]
-    pub store: StoreArgs,
-
     #[command(subcommand)]
     pub command: TemplatesCommand,
 }
 
 #[derive(Debug, Args)]
 pub struct KeyArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+
     /// The template kind, such as booking_reply or reminder_24h.
     pub kind: String,
 
@@ -63,6 +37,8 @@ pub enum TemplatesCommand {
     /// Prints every template key with its active and newest version as JSON; with KIND,
     /// prints that key's versions with who saved each and when.
     List {
+        #[command(flatten)]
+        db: DbArgs,
         kind: Option<String>,
         #[arg(long)]
         service: Option<String>,
@@ -114,6 +90,19 @@ pub enum TemplatesCommand {
     },
 }
 
+impl TemplatesCommand {
+    fn db(&self) -> &DbArgs {
+        match self {
+            TemplatesCommand::List { db, .. } => db,
+            TemplatesCommand::Show { key, .. }
+            | TemplatesCommand::Save { key, .. }
+            | TemplatesCommand::Activate { key, .. }
+            | TemplatesCommand::Rollback { key, .. }
+            | TemplatesCommand::Diff { key, .. } => &key.db,
+        }
+    }
+}
+
 fn cli_actor(name: &str) -> Actor {
     Actor {
         key_id: None,
@@ -153,7 +142,7 @@ fn print_activation(key: &KeyArgs, activation: Activation, missing: &str) -> any
 
 /// Runs `leadgate templates …`.
 pub fn run(args: TemplatesArgs) -> anyhow::Result<ExitCode> {
-    let (settings, store) = args.store.open()?;
+    let (settings, store) = args.command.db().open()?;
     let shipped = draft::shipped_templates();
     store.call_blocking(|conn| queries::seed_templates(conn, &shipped))?;
     let check = |kind: &str, service: Option<&str>| checks::check_key(kind, service, &settings);
@@ -164,6 +153,7 @@ pub fn run(args: TemplatesArgs) -> anyhow::Result<ExitCode> {
         TemplatesCommand::List {
             kind: Some(kind),
             service,
+            ..
         } => {
             check(&kind, service.as_deref())?;
             let list = store

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::server::{Server, get_json, send_json};
+use common::server::{Keyed, call};
 use serde_json::{Value, json};
 
 const CLIENT_NAME: &str = "Эльвира";
@@ -23,22 +23,46 @@ const REPLY_KINDS: [&str; 6] = [
     "fallback",
 ];
 
+/// Sends `method path` with `key` and an optional JSON body; returns the status and body.
+fn with_key(
+    keyed: &Keyed,
+    key: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let (status, value, _) = call(&keyed.server, method, path, Some(key), body);
+    (status, value)
+}
+
+fn admin(keyed: &Keyed, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    with_key(keyed, &keyed.admin, method, path, body)
+}
+
+fn staff(keyed: &Keyed, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    with_key(keyed, &keyed.staff, method, path, body)
+}
+
+fn bot(keyed: &Keyed, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+    with_key(keyed, &keyed.bot, method, path, body)
+}
+
 /// Posts a lead and returns the response body once it is qualified.
-fn qualified_lead(server: &Server, external_id: &str, text: &str) -> Value {
+fn qualified_lead(keyed: &Keyed, external_id: &str, text: &str) -> Value {
     let body = json!({
         "channel": "telegram",
         "external_id": external_id,
         "text": text,
         "contact": { "name": CLIENT_NAME, "phone": CLIENT_PHONE },
     });
-    let (status, lead) = send_json(server, "POST", "/v1/leads", &body);
+    let (status, lead) = bot(keyed, "POST", "/v1/leads", Some(&body));
     assert_eq!(status, 201, "{lead}");
     assert_eq!(lead["status"], "pending_review", "{lead}");
     lead
 }
 
-fn pending_drafts(server: &Server) -> Vec<Value> {
-    let (status, body) = get_json(server, "/v1/drafts?status=pending");
+fn pending_drafts(keyed: &Keyed) -> Vec<Value> {
+    let (status, body) = staff(keyed, "GET", "/v1/drafts?status=pending", None);
     assert_eq!(status, 200, "{body}");
     body["drafts"].as_array().expect("drafts array").clone()
 }
@@ -57,20 +81,20 @@ fn table_texts(db: &Path, sql: &str) -> Vec<String> {
 fn template_versions_and_rollback() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("leads.db");
-    let server = Server::start(&db, &["--wait-ms", "600000"]);
+    let keyed = Keyed::start(&db, &["--wait-ms", "600000"]);
 
-    let (status, keys) = get_json(&server, "/v1/templates");
+    let (status, keys) = admin(&keyed, "GET", "/v1/templates", None);
     assert_eq!(status, 200, "{keys}");
     let keys = keys["templates"].as_array().unwrap();
     assert_eq!(keys.len(), 10, "{keys:?}");
     assert!(keys.iter().all(|k| k["active_version"] == 1), "{keys:?}");
 
     let unknown = json!({"body": "Здравствуйте, {{ name }}! Ждём вас {{ visit_date }}."});
-    let (status, error) = send_json(
-        &server,
+    let (status, error) = admin(
+        &keyed,
         "POST",
         "/v1/templates/booking_reply/versions",
-        &unknown,
+        Some(&unknown),
     );
     assert_eq!(status, 422, "{error}");
     assert_eq!(error["error"]["code"], "unknown_template_variable");
@@ -78,27 +102,37 @@ fn template_versions_and_rollback() {
     assert!(message.contains("visit_date"), "{message}");
 
     let broken = json!({"body": "Здравствуйте{% if name %}, {{ name }}"});
-    let (status, error) = send_json(&server, "POST", "/v1/templates/fallback/versions", &broken);
+    let (status, error) = admin(
+        &keyed,
+        "POST",
+        "/v1/templates/fallback/versions",
+        Some(&broken),
+    );
     assert_eq!(status, 422, "{error}");
     assert_eq!(error["error"]["code"], "template_syntax_error");
-    let (status, error) = send_json(
-        &server,
+    let (status, error) = admin(
+        &keyed,
         "POST",
         "/v1/templates/farewell/versions",
-        &json!({"body": "Пока"}),
+        Some(&json!({"body": "Пока"})),
     );
     assert_eq!(status, 422, "{error}");
     assert_eq!(error["error"]["code"], "unknown_template_kind");
-    let (status, error) = send_json(
-        &server,
+    let (status, error) = admin(
+        &keyed,
         "POST",
         "/v1/templates/fallback/versions?service=yoga",
-        &json!({"body": "Пока"}),
+        Some(&json!({"body": "Пока"})),
     );
     assert_eq!(status, 422, "{error}");
     assert_eq!(error["error"]["code"], "unknown_service");
 
-    let (status, original) = get_json(&server, "/v1/templates/booking_reply/versions/1");
+    let (status, original) = admin(
+        &keyed,
+        "GET",
+        "/v1/templates/booking_reply/versions/1",
+        None,
+    );
     assert_eq!(status, 200, "{original}");
     let original_body = original["body"].as_str().unwrap().to_string();
 
@@ -108,32 +142,41 @@ fn template_versions_and_rollback() {
             "Здравствуйте{{% if name %}}, {{{{ name }}}}{{% endif %}}! Маркер второй версии {kind}."
         )});
         let path = format!("/v1/templates/{kind}/versions");
-        let (status, saved) = send_json(&server, "POST", &path, &body);
+        let (status, saved) = admin(&keyed, "POST", &path, Some(&body));
         assert_eq!(status, 201, "{saved}");
         assert_eq!(saved["version"], 2, "{saved}");
         assert_eq!(saved["active"], false, "{saved}");
-        let (status, versions) = get_json(&server, &path);
+        let (status, versions) = admin(&keyed, "GET", &path, None);
         assert_eq!(status, 200, "{versions}");
         let versions = versions["versions"].as_array().unwrap();
         assert_eq!(versions.len(), 2);
         assert_eq!(versions[0]["active"], true);
-        assert_eq!(versions[1]["saved_by"], "api");
-        let (status, activated) =
-            send_json(&server, "POST", &format!("{path}/2/activate"), &json!({}));
+        assert_eq!(versions[1]["saved_by"], "test admin");
+        let (status, activated) = admin(
+            &keyed,
+            "POST",
+            &format!("{path}/2/activate"),
+            Some(&json!({})),
+        );
         assert_eq!(status, 200, "{activated}");
         assert_eq!(activated["active"]["version"], 2);
         assert_eq!(activated["previous_version"], 1);
     }
-    let (status, missing) = send_json(
-        &server,
+    let (status, missing) = admin(
+        &keyed,
         "POST",
         "/v1/templates/fallback/versions/9/activate",
-        &json!({}),
+        Some(&json!({})),
     );
     assert_eq!(status, 404, "{missing}");
     assert_eq!(missing["error"]["code"], "template_version_not_found");
 
-    let (status, diff) = get_json(&server, "/v1/templates/booking_reply/diff?from=1&to=2");
+    let (status, diff) = admin(
+        &keyed,
+        "GET",
+        "/v1/templates/booking_reply/diff?from=1&to=2",
+        None,
+    );
     assert_eq!(status, 200, "{diff}");
     let diff = diff["diff"].as_str().unwrap();
     assert!(
@@ -152,7 +195,7 @@ fn template_versions_and_rollback() {
     );
 
     // The draft uses the active version and records it.
-    let lead = qualified_lead(&server, "t-1", "Хочу записаться на массаж спины в пятницу");
+    let lead = qualified_lead(&keyed, "t-1", "Хочу записаться на массаж спины в пятницу");
     let kind = lead["draft"]["template_kind"].as_str().unwrap().to_string();
     assert_eq!(lead["draft"]["template_version"], 2, "{lead}");
     let draft_text = lead["draft"]["text"].as_str().unwrap();
@@ -164,16 +207,26 @@ fn template_versions_and_rollback() {
 
     // Rollback makes version 1 active again, with its text unchanged.
     let path = format!("/v1/templates/{kind}/rollback");
-    let (status, rolled) = send_json(&server, "POST", &path, &json!({}));
+    let (status, rolled) = admin(&keyed, "POST", &path, Some(&json!({})));
     assert_eq!(status, 200, "{rolled}");
     assert_eq!(rolled["active"]["version"], 1);
     assert_eq!(rolled["previous_version"], 2);
-    let (status, error) = send_json(&server, "POST", &path, &json!({}));
+    let (status, error) = admin(&keyed, "POST", &path, Some(&json!({})));
     assert_eq!(status, 409, "{error}");
     assert_eq!(error["error"]["code"], "no_older_version");
-    let (_, booking) = get_json(&server, "/v1/templates/booking_reply/versions/1");
+    let (_, booking) = admin(
+        &keyed,
+        "GET",
+        "/v1/templates/booking_reply/versions/1",
+        None,
+    );
     assert_eq!(booking["body"].as_str().unwrap(), original_body);
-    let (_, versions) = get_json(&server, &format!("/v1/templates/{kind}/versions"));
+    let (_, versions) = admin(
+        &keyed,
+        "GET",
+        &format!("/v1/templates/{kind}/versions"),
+        None,
+    );
     let versions = versions["versions"].as_array().unwrap();
     assert_eq!(versions[0]["active"], true);
     assert_eq!(versions[1]["active"], false);
@@ -184,11 +237,11 @@ fn template_versions_and_rollback() {
             .contains("Маркер второй версии")
     );
 
-    let lead = qualified_lead(&server, "t-2", "Хочу записаться на массаж спины в пятницу");
+    let lead = qualified_lead(&keyed, "t-2", "Хочу записаться на массаж спины в пятницу");
     if lead["draft"]["template_kind"] == kind.as_str() {
         assert_eq!(lead["draft"]["template_version"], 1, "{lead}");
     }
-    drop(server);
+    drop(keyed);
 
     // The database itself rejects a change to a saved version.
     let conn = rusqlite::Connection::open(&db).unwrap();
@@ -203,16 +256,16 @@ fn template_versions_and_rollback() {
 fn drafts_reviewed_and_replies_polled() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("leads.db");
-    let server = Server::start(&db, &["--wait-ms", "600000"]);
+    let keyed = Keyed::start(&db, &["--wait-ms", "600000"]);
     let texts = [
         "Хочу записаться на маникюр в субботу",
         "Сколько стоит стрижка?",
         "Хочу записаться на массаж спины в пятницу",
     ];
     for (n, text) in texts.iter().enumerate() {
-        qualified_lead(&server, &format!("r-{n}"), text);
+        qualified_lead(&keyed, &format!("r-{n}"), text);
     }
-    let drafts = pending_drafts(&server);
+    let drafts = pending_drafts(&keyed);
     assert_eq!(drafts.len(), 3, "{drafts:?}");
     for draft in &drafts {
         assert!(draft["lead_text"].is_string(), "{draft}");
@@ -229,7 +282,12 @@ fn drafts_reviewed_and_replies_polled() {
 
     // Approve as drafted.
     let approve = |id: i64, body: &Value| {
-        send_json(&server, "POST", &format!("/v1/drafts/{id}/approve"), body)
+        staff(
+            &keyed,
+            "POST",
+            &format!("/v1/drafts/{id}/approve"),
+            Some(body),
+        )
     };
     let (status, first) = approve(ids[0], &json!({}));
     assert_eq!(status, 200, "{first}");
@@ -248,7 +306,12 @@ fn drafts_reviewed_and_replies_polled() {
 
     // Reject with a reason.
     let reject = |id: i64, body: &Value| {
-        send_json(&server, "POST", &format!("/v1/drafts/{id}/reject"), body)
+        staff(
+            &keyed,
+            "POST",
+            &format!("/v1/drafts/{id}/reject"),
+            Some(body),
+        )
     };
     let (status, error) = reject(ids[2], &json!({}));
     assert_eq!(status, 400, "{error}");
@@ -267,8 +330,8 @@ fn drafts_reviewed_and_replies_polled() {
     assert_eq!(status, 404, "{error}");
     assert_eq!(error["error"]["code"], "draft_not_found");
 
-    assert!(pending_drafts(&server).is_empty());
-    let (_, approved) = get_json(&server, "/v1/drafts?status=approved");
+    assert!(pending_drafts(&keyed).is_empty());
+    let (_, approved) = staff(&keyed, "GET", "/v1/drafts?status=approved", None);
     let approved = approved["drafts"].as_array().unwrap().clone();
     assert_eq!(approved.len(), 2, "{approved:?}");
     let edited_view = &approved[1];
@@ -277,20 +340,25 @@ fn drafts_reviewed_and_replies_polled() {
         "the original changed"
     );
     assert_eq!(edited_view["edited_text"], edited.as_str());
-    assert_eq!(edited_view["reviewed_by"], "api");
+    assert_eq!(edited_view["reviewed_by"], "test staff");
     assert!(edited_view["reviewed_at"].is_string());
     assert!(approved[0].get("edited_text").is_none(), "{}", approved[0]);
-    let (_, rejected) = get_json(&server, "/v1/drafts?status=rejected");
+    let (_, rejected) = staff(&keyed, "GET", "/v1/drafts?status=rejected", None);
     assert_eq!(
         rejected["drafts"][0]["reject_reason"],
         "Клиенту уже ответили по телефону"
     );
-    let (status, lead) = get_json(&server, &format!("/v1/leads/{}", drafts[1]["lead_id"]));
+    let (status, lead) = staff(
+        &keyed,
+        "GET",
+        &format!("/v1/leads/{}", drafts[1]["lead_id"]),
+        None,
+    );
     assert_eq!(status, 200);
     assert_eq!(lead["status"], "approved");
 
     // Polling: every reply once, in approval order, whatever the page size.
-    let (status, all) = get_json(&server, "/v1/replies?since=0");
+    let (status, all) = bot(&keyed, "GET", "/v1/replies?since=0", None);
     assert_eq!(status, 200, "{all}");
     let replies = all["replies"].as_array().unwrap();
     assert_eq!(replies.len(), 2, "{all}");
@@ -300,13 +368,18 @@ fn drafts_reviewed_and_replies_polled() {
     assert_eq!(replies[0]["external_id"], "r-0");
     let next = all["next_since"].as_i64().unwrap();
     assert_eq!(next, replies[1]["reply_id"].as_i64().unwrap());
-    let (_, empty) = get_json(&server, &format!("/v1/replies?since={next}"));
+    let (_, empty) = bot(&keyed, "GET", &format!("/v1/replies?since={next}"), None);
     assert_eq!(empty["replies"].as_array().unwrap().len(), 0);
     assert_eq!(empty["next_since"], next);
     let mut seen = Vec::new();
     let mut since = 0;
     loop {
-        let (_, page) = get_json(&server, &format!("/v1/replies?since={since}&limit=1"));
+        let (_, page) = bot(
+            &keyed,
+            "GET",
+            &format!("/v1/replies?since={since}&limit=1"),
+            None,
+        );
         let page_replies = page["replies"].as_array().unwrap();
         if page_replies.is_empty() {
             break;
@@ -325,14 +398,20 @@ fn drafts_reviewed_and_replies_polled() {
         ("since=abc", "invalid_query"),
         ("limit=0", "invalid_limit"),
     ] {
-        let (status, error) = get_json(&server, &format!("/v1/replies?{query}"));
+        let (status, error) = bot(&keyed, "GET", &format!("/v1/replies?{query}"), None);
         assert!(status == 400 || status == 422, "{query}: {status} {error}");
         assert_eq!(error["error"]["code"], code, "{query}");
     }
-    let (status, error) = get_json(&server, "/v1/drafts?status=sent");
+    // Another bot sees none of these replies: they answer leads it did not send.
+    let (_, other_bot) = common::server::create_key(&db, "bot", "other bot");
+    let (status, other) = with_key(&keyed, &other_bot, "GET", "/v1/replies", None);
+    assert_eq!(status, 200, "{other}");
+    assert_eq!(other["replies"].as_array().unwrap().len(), 0, "{other}");
+    assert_eq!(other["next_since"], 0);
+    let (status, error) = staff(&keyed, "GET", "/v1/drafts?status=sent", None);
     assert_eq!(status, 422, "{error}");
     assert_eq!(error["error"]["code"], "invalid_status");
-    drop(server);
+    drop(keyed);
 
     // Stored: the original and the edit, both with placeholders; who and when.
     let conn = rusqlite::Connection::open(&db).unwrap();
@@ -348,7 +427,7 @@ fn drafts_reviewed_and_replies_polled() {
         edited_text.starts_with("[PERSON_1], стрижка"),
         "{edited_text}"
     );
-    assert_eq!(by, "api");
+    assert_eq!(by, "test staff");
     for row in table_texts(
         &db,
         "SELECT text FROM drafts UNION ALL SELECT ifnull(edited_text, '') FROM drafts \
@@ -480,14 +559,14 @@ fn webhook_retries_then_stores_outcome() {
     let stderr = String::from_utf8_lossy(&started.stderr);
     assert!(stderr.contains("LEADGATE_WEBHOOK_TOKEN"), "{stderr}");
 
-    let server = Server::start_with_env(&db, &args, &[("LEADGATE_WEBHOOK_TOKEN", "s3cret")]);
-    qualified_lead(&server, "w-1", "Хочу записаться на маникюр в субботу");
-    qualified_lead(&server, "w-2", "Сколько стоит стрижка?");
-    let drafts = pending_drafts(&server);
+    let keyed = Keyed::start_with_env(&db, &args, &[("LEADGATE_WEBHOOK_TOKEN", "s3cret")]);
+    qualified_lead(&keyed, "w-1", "Хочу записаться на маникюр в субботу");
+    qualified_lead(&keyed, "w-2", "Сколько стоит стрижка?");
+    let drafts = pending_drafts(&keyed);
     assert_eq!(drafts.len(), 2);
     for draft in &drafts {
         let path = format!("/v1/drafts/{}/approve", draft["draft_id"]);
-        let (status, reply) = send_json(&server, "POST", &path, &json!({}));
+        let (status, reply) = staff(&keyed, "POST", &path, Some(&json!({})));
         assert_eq!(status, 200, "{reply}");
     }
     // Reply 1: 503, 502, then 200. Reply 2: 500 three times, then it is given up.
@@ -520,9 +599,9 @@ fn webhook_retries_then_stores_outcome() {
         );
         assert!(body["reply_id"].is_i64(), "{body}");
     }
-    let (_, polled) = get_json(&server, "/v1/replies");
+    let (_, polled) = bot(&keyed, "GET", "/v1/replies", None);
     assert_eq!(polled["replies"].as_array().unwrap().len(), 2);
-    let log = server.stop();
+    let log = keyed.server.stop();
     assert!(!log.contains("s3cret"), "the token is in the log");
     assert!(
         !log.contains(CLIENT_NAME),

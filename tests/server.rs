@@ -6,31 +6,26 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::server::{Server, agent, send};
+use common::server::{Keyed, Server, agent, call, metric, send};
 use serde_json::{Value, json};
 
 const PLANTED_NAME: &str = "Эльвира";
 const PLANTED_PHONE: &str = "+7 917 555-12-34";
 const PLANTED_DIGITS: &str = "9175551234";
-
-fn post_lead(server: &Server, body: &Value) -> (u16, Value, Option<String>) {
-    let request = agent()
-        .post(&server.url("/v1/leads"))
-        .set("Content-Type", "application/json");
-    send(request, Some(&body.to_string()))
+fn post_lead(keyed: &Keyed, body: &Value) -> (u16, Value, Option<String>) {
+    call(
+        &keyed.server,
+        "POST",
+        "/v1/leads",
+        Some(&keyed.bot),
+        Some(body),
+    )
 }
 
-fn get_lead(server: &Server, id: i64) -> (u16, Value) {
-    let (status, body, _) = send(agent().get(&server.url(&format!("/v1/leads/{id}"))), None);
+fn get_lead(keyed: &Keyed, id: i64) -> (u16, Value) {
+    let path = format!("/v1/leads/{id}");
+    let (status, body, _) = call(&keyed.server, "GET", &path, Some(&keyed.bot), None);
     (status, body)
-}
-
-fn metric(server: &Server, name: &str) -> f64 {
-    let (_, body, _) = send(agent().get(&server.url("/metrics")), None);
-    let text = body.as_str().expect("metrics are text").to_string();
-    text.lines()
-        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
-        .unwrap_or(0.0)
 }
 
 fn planted_lead(external_id: &str) -> Value {
@@ -56,10 +51,10 @@ fn assert_one_of(value: &Value, allowed: &[&str], field: &str) {
     );
 }
 
-fn wait_until_finished(server: &Server, id: i64) -> Value {
+fn wait_until_finished(keyed: &Keyed, id: i64) -> Value {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
-        let (status, body) = get_lead(server, id);
+        let (status, body) = get_lead(keyed, id);
         assert_eq!(status, 200, "{body}");
         if body["status"] != "processing" {
             return body;
@@ -93,9 +88,10 @@ fn lead_qualified_end_to_end() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("leads.db");
     // The first lead waits while the model reads the long system prompt once.
-    let server = Server::start(&db, &["--wait-ms", "600000"]);
+    let keyed = Keyed::start(&db, &["--wait-ms", "600000"]);
+    let server = &keyed.server;
 
-    let (status, body, _) = post_lead(&server, &planted_lead("msg-1"));
+    let (status, body, _) = post_lead(&keyed, &planted_lead("msg-1"));
     assert_eq!(status, 201, "{body}");
     let lead_id = body["lead_id"].as_i64().expect("lead_id");
     let q = &body["qualification"];
@@ -129,24 +125,24 @@ fn lead_qualified_end_to_end() {
         );
     }
 
-    let engine_requests = metric(&server, "leadgate_engine_requests_total");
+    let engine_requests = metric(server, "leadgate_engine_requests_total");
     assert!(
         engine_requests >= 1.0,
         "the engine counter is {engine_requests}"
     );
-    let (status, repeat, _) = post_lead(&server, &planted_lead("msg-1"));
+    let (status, repeat, _) = post_lead(&keyed, &planted_lead("msg-1"));
     assert_eq!(status, 200, "{repeat}");
     assert_eq!(repeat["lead_id"], lead_id);
     assert_eq!(repeat["qualification"], body["qualification"]);
     assert_eq!(
-        metric(&server, "leadgate_engine_requests_total"),
+        metric(server, "leadgate_engine_requests_total"),
         engine_requests
     );
 
-    let (status, fetched) = get_lead(&server, lead_id);
+    let (status, fetched) = get_lead(&keyed, lead_id);
     assert_eq!(status, 200);
     assert_eq!(fetched["qualification"], body["qualification"]);
-    let (status, missing) = get_lead(&server, 999_999);
+    let (status, missing) = get_lead(&keyed, 999_999);
     assert_eq!(status, 404);
     assert_eq!(missing["error"]["code"], "lead_not_found");
 
@@ -156,12 +152,12 @@ fn lead_qualified_end_to_end() {
     }
     assert!(
         metric(
-            &server,
+            server,
             "leadgate_http_requests_total{endpoint=\"/v1/leads\",method=\"POST\",status=\"201\"}"
         ) >= 1.0
     );
 
-    let log = server.stop();
+    let log = keyed.server.stop();
     assert!(
         log.contains("leadgate::prompt"),
         "the redacted prompt is not logged at trace"
@@ -196,8 +192,10 @@ fn lead_qualified_end_to_end() {
 #[test]
 fn invalid_bodies_get_4xx() {
     let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(&dir.path().join("leads.db"), &[]);
-    let engine_requests = metric(&server, "leadgate_engine_requests_total");
+    let keyed = Keyed::start(&dir.path().join("leads.db"), &[]);
+    let server = &keyed.server;
+    let bearer = format!("Bearer {}", keyed.bot);
+    let engine_requests = metric(server, "leadgate_engine_requests_total");
     let valid = json!({"channel": "web", "external_id": "x", "text": "Сколько стоит маникюр?"});
     let with = |key: &str, value: Value| {
         let mut body = valid.clone();
@@ -254,6 +252,7 @@ fn invalid_bodies_get_4xx() {
     for (name, body, status, code) in cases {
         let request = agent()
             .post(&server.url("/v1/leads"))
+            .set("Authorization", &bearer)
             .set("Content-Type", "application/json");
         let (got, response, _) = send(request, Some(&body));
         assert_eq!(got, status, "{name}: {response}");
@@ -267,18 +266,16 @@ fn invalid_bodies_get_4xx() {
     }
     let request = agent()
         .post(&server.url("/v1/leads"))
+        .set("Authorization", &bearer)
         .set("Content-Type", "text/plain");
     let (status, response, _) = send(request, Some(&valid.to_string()));
     assert_eq!(status, 415, "{response}");
     assert_eq!(response["error"]["code"], "unsupported_media_type");
-    let (status, response) = {
-        let (s, r, _) = send(agent().get(&server.url("/v1/leads/abc")), None);
-        (s, r)
-    };
+    let (status, response, _) = call(server, "GET", "/v1/leads/abc", Some(&keyed.bot), None);
     assert_eq!(status, 400, "{response}");
     assert_eq!(response["error"]["code"], "invalid_lead_id");
     // Only the start-up warm-up may have reached the model, never a rejected body.
-    assert!(metric(&server, "leadgate_engine_requests_total") <= engine_requests.max(1.0));
+    assert!(metric(server, "leadgate_engine_requests_total") <= engine_requests.max(1.0));
 }
 
 #[test]
@@ -286,18 +283,18 @@ fn queue_full_answers_202_then_finishes() {
     let dir = tempfile::tempdir().unwrap();
     // One lead may wait besides the running one, and the wait for a result is long, so a
     // 202 here comes from the full queue, not from the wait.
-    let server = Server::start(
+    let keyed = Keyed::start(
         &dir.path().join("leads.db"),
         &["--queue-capacity", "1", "--wait-ms", "600000"],
     );
-    let server = Arc::new(server);
+    let keyed = Arc::new(keyed);
     let posts: Vec<_> = (0..4)
         .map(|n| {
-            let server = server.clone();
+            let keyed = keyed.clone();
             std::thread::spawn(move || {
                 let body = json!({"channel": "whatsapp", "external_id": format!("q-{n}"),
                     "text": "Хочу записаться на массаж спины в пятницу"});
-                post_lead(&server, &body)
+                post_lead(&keyed, &body)
             })
         })
         .collect();
@@ -315,7 +312,7 @@ fn queue_full_answers_202_then_finishes() {
     }
     assert!(accepted_later >= 1, "no lead found the queue full");
     for id in ids {
-        let lead = wait_until_finished(&server, id);
+        let lead = wait_until_finished(&keyed, id);
         assert_one_of(&lead["status"], &["pending_review", "spam"], "status");
         assert_eq!(lead["qualification"]["service"], "massage");
     }
@@ -325,21 +322,34 @@ fn queue_full_answers_202_then_finishes() {
 fn shutdown_finishes_leads_and_restart_keeps_them() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("leads.db");
-    let server = Server::start(&db, &["--wait-ms", "0"]);
+    let keyed = Keyed::start(&db, &["--wait-ms", "0"]);
     let body = json!({"channel": "instagram", "external_id": "r-1",
         "text": "Сколько стоит стрижка?"});
-    let (status, first, _) = post_lead(&server, &body);
+    let (status, first, _) = post_lead(&keyed, &body);
     assert_eq!(status, 202, "{first}");
     let id = first["lead_id"].as_i64().unwrap();
     // SIGTERM: the server stops listening but finishes the accepted lead first.
+    let Keyed {
+        server,
+        db,
+        bot,
+        staff,
+        admin,
+    } = keyed;
     server.stop();
 
-    let server = Server::start(&db, &[]);
-    let (status, again) = get_lead(&server, id);
+    let keyed = Keyed {
+        server: Server::start(&db, &[]),
+        db,
+        bot,
+        staff,
+        admin,
+    };
+    let (status, again) = get_lead(&keyed, id);
     assert_eq!(status, 200, "{again}");
     assert_one_of(&again["status"], &["pending_review", "spam"], "status");
     assert_eq!(again["qualification"]["service"], "hair");
-    let (status, repeat, _) = post_lead(&server, &body);
+    let (status, repeat, _) = post_lead(&keyed, &body);
     assert_eq!(status, 200, "{repeat}");
     assert_eq!(repeat["lead_id"], id);
     assert_eq!(repeat["qualification"], again["qualification"]);

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::body::{parse_json, parse_optional_json};
 use super::error::{ApiError, ErrorBody};
+use crate::auth::{Principal, Role};
 use crate::review::{self, DraftView, ReplyView, ReviewError};
 use crate::store::Actor;
 use crate::store::review::{APPROVED, PENDING, REJECTED};
@@ -20,6 +21,8 @@ use crate::store::review::{APPROVED, PENDING, REJECTED};
 /// The maximum number of drafts or replies one request returns.
 pub const MAX_LIMIT: usize = 200;
 const DEFAULT_LIMIT: usize = 50;
+/// The roles that review drafts.
+const REVIEWERS: &[Role] = &[Role::Staff, Role::Admin];
 
 #[derive(Deserialize)]
 pub struct DraftsQuery {
@@ -84,9 +87,11 @@ fn draft_id(text: &str) -> Result<i64, ApiError> {
         (status = 200, description = "drafts: the drafts with values filled in"),
         (status = 422, description = "Unknown status or invalid limit", body = ErrorBody)))]
 pub async fn list_drafts(
+    principal: Principal,
     State(state): State<AppState>,
     params: Result<Query<DraftsQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require(REVIEWERS)?;
     let params = query(params, "`status` is text, `after` and `limit` are integers")?;
     let status = match params.status.as_deref().unwrap_or("pending") {
         "pending" | "pending_review" => PENDING,
@@ -101,7 +106,7 @@ pub async fn list_drafts(
     };
     let limit = limit(params.limit)?;
     let after = params.after.unwrap_or(0);
-    let actor = request_actor();
+    let actor = request_actor(&principal);
     let drafts: Vec<DraftView> = review::list_drafts(
         &state.pipeline.store,
         status,
@@ -121,11 +126,19 @@ pub async fn list_drafts(
         (status = 200, description = "The draft", body = DraftView),
         (status = 404, description = "No such draft", body = ErrorBody)))]
 pub async fn get_draft(
+    principal: Principal,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<DraftView>, ApiError> {
+    principal.require(REVIEWERS)?;
     let id = draft_id(&id)?;
-    let view = review::get_draft(&state.pipeline.store, id, request_actor(), "draft_read").await?;
+    let view = review::get_draft(
+        &state.pipeline.store,
+        id,
+        request_actor(&principal),
+        "draft_read",
+    )
+    .await?;
     Ok(Json(view))
 }
 
@@ -138,14 +151,16 @@ pub async fn get_draft(
         (status = 404, description = "No such draft", body = ErrorBody),
         (status = 409, description = "Already reviewed", body = ErrorBody)))]
 pub async fn approve(
+    principal: Principal,
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<ReplyView>, ApiError> {
+    principal.require(REVIEWERS)?;
     let id = draft_id(&id)?;
     let request: ApproveRequest = parse_optional_json(&headers, &body, &["text"])?;
-    let reply = approve_draft(&state, id, request.text, request_actor()).await?;
+    let reply = approve_draft(&state, id, request.text, request_actor(&principal)).await?;
     Ok(Json(reply))
 }
 
@@ -173,14 +188,22 @@ pub async fn approve_draft(
         (status = 404, description = "No such draft", body = ErrorBody),
         (status = 409, description = "Already reviewed", body = ErrorBody)))]
 pub async fn reject(
+    principal: Principal,
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require(REVIEWERS)?;
     let id = draft_id(&id)?;
     let request: RejectRequest = parse_json(&headers, &body, &["reason"])?;
-    review::reject(&state.pipeline.store, id, request.reason, request_actor()).await?;
+    review::reject(
+        &state.pipeline.store,
+        id,
+        request.reason,
+        request_actor(&principal),
+    )
+    .await?;
     Ok(Json(json!({ "draft_id": id, "status": REJECTED })))
 }
 
@@ -191,9 +214,11 @@ pub async fn reject(
         ("limit" = Option<usize>, Query, description = "1 to 200, default 50")),
     responses((status = 200, description = "replies, and next_since to pass on the next call")))]
 pub async fn list_replies(
+    principal: Principal,
     State(state): State<AppState>,
     params: Result<Query<RepliesQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require(&[Role::Bot])?;
     let params = query(params, "`since` and `limit` are integers")?;
     let since = params.since.unwrap_or(0);
     if since < 0 {
@@ -203,16 +228,20 @@ pub async fn list_replies(
         ));
     }
     let limit = limit(params.limit)?;
-    let (replies, next) =
-        review::replies(&state.pipeline.store, since, limit, request_actor()).await?;
+    let (replies, next) = review::replies(
+        &state.pipeline.store,
+        since,
+        limit,
+        request_actor(&principal),
+    )
+    .await?;
     Ok(Json(json!({ "replies": replies, "next_since": next })))
 }
 
-/// The reviewer recorded for changes made through this API.
-// TODO: take the API key's name and id once keys exist.
-fn request_actor() -> Actor {
+/// Returns who is recorded for a review or read: the key's name and id.
+fn request_actor(principal: &Principal) -> Actor {
     Actor {
-        key_id: None,
-        name: "api".to_string(),
+        key_id: Some(principal.key_id),
+        name: principal.name.clone(),
     }
 }

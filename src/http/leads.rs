@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::body::parse_json;
 use super::error::{ApiError, ErrorBody};
+use crate::auth::{Principal, Role};
 use crate::pipeline::{Contact, LeadView, Progress, ValidLead};
 use crate::store::Inserted;
 
@@ -47,7 +48,7 @@ pub struct ContactRequest {
     handle: Option<String>,
 }
 
-fn validate(request: LeadRequest) -> Result<ValidLead, ApiError> {
+fn validate(request: LeadRequest, key_id: i64) -> Result<ValidLead, ApiError> {
     if !CHANNELS.contains(&request.channel.as_str()) {
         return Err(ApiError::unprocessable(
             "invalid_channel",
@@ -101,6 +102,7 @@ fn validate(request: LeadRequest) -> Result<ValidLead, ApiError> {
         text: text.to_string(),
         contact,
         received_at: request.received_at,
+        key_id: Some(key_id),
     })
 }
 
@@ -127,27 +129,43 @@ fn accepted_later(lead_id: i64) -> Response {
     response
 }
 
-/// Accepts a lead, qualifies it and drafts a reply.
+/// Returns a lead's view unless a bot asks for another key's lead, which it gets as 404.
+fn visible_to(
+    principal: &Principal,
+    view: Option<LeadView>,
+    id: i64,
+) -> Result<LeadView, ApiError> {
+    view.filter(|view| principal.role != Role::Bot || view.key_id == Some(principal.key_id))
+        .ok_or_else(|| ApiError::not_found("lead_not_found", format!("lead {id} does not exist")))
+}
+
+/// Accepts a lead, qualifies it and drafts a reply. Role: bot.
 #[utoipa::path(
     post,
     path = "/v1/leads",
     request_body = LeadRequest,
+    security(("api_key" = [])),
     responses(
         (status = 201, description = "Qualified: status pending_review or spam", body = LeadView),
         (status = 200, description = "The same (channel, external_id) again: the stored lead", body = LeadView),
         (status = 202, description = "Accepted, finished in the background; see Retry-After"),
         (status = 400, description = "Invalid JSON, unknown or missing field", body = ErrorBody),
+        (status = 401, description = "No key, or an unknown or revoked one", body = ErrorBody),
+        (status = 403, description = "The key's role is not bot", body = ErrorBody),
+        (status = 409, description = "Another key sent this (channel, external_id)", body = ErrorBody),
         (status = 415, description = "The body is not JSON", body = ErrorBody),
         (status = 422, description = "A field has an invalid value", body = ErrorBody),
     )
 )]
 pub async fn create_lead(
+    principal: Principal,
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    principal.require(&[Role::Bot])?;
     let request: LeadRequest = parse_json(&headers, &body, &FIELDS)?;
-    let lead = validate(request)?;
+    let lead = validate(request, principal.key_id)?;
     let span = tracing::Span::current();
     span.record("bytes", lead.text.len());
     let pipeline = &state.pipeline;
@@ -158,6 +176,13 @@ pub async fn create_lead(
                 "lead_not_found",
                 format!("lead {id} disappeared while it was read"),
             ))?;
+            if view.key_id != Some(principal.key_id) {
+                return Err(ApiError::conflict(
+                    "external_id_taken",
+                    "another API key already sent a lead with this `channel` and \
+                     `external_id`; use an `external_id` of your own",
+                ));
+            }
             return Ok((StatusCode::OK, Json(view)).into_response());
         }
         Inserted::Created(id) => id,
@@ -182,20 +207,24 @@ pub async fn create_lead(
     }
 }
 
-/// Returns a lead's current state.
+/// Returns a lead's current state. Roles: bot (its own leads only), staff, admin.
 #[utoipa::path(
     get,
     path = "/v1/leads/{id}",
     params(("id" = i64, Path, description = "The lead id from POST /v1/leads")),
+    security(("api_key" = [])),
     responses(
         (status = 200, description = "The lead as it is now", body = LeadView),
-        (status = 404, description = "No such lead", body = ErrorBody),
+        (status = 401, description = "No key, or an unknown or revoked one", body = ErrorBody),
+        (status = 404, description = "No such lead, or another bot's lead", body = ErrorBody),
     )
 )]
 pub async fn get_lead(
+    principal: Principal,
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<LeadView>, ApiError> {
+    principal.require(&[Role::Bot, Role::Staff, Role::Admin])?;
     let id: i64 = id.parse().map_err(|_| {
         ApiError::bad_request(
             "invalid_lead_id",
@@ -203,8 +232,6 @@ pub async fn get_lead(
         )
     })?;
     tracing::Span::current().record("lead_id", id);
-    let view = state.pipeline.view(id).await?.ok_or_else(|| {
-        ApiError::not_found("lead_not_found", format!("lead {id} does not exist"))
-    })?;
-    Ok(Json(view))
+    let view = state.pipeline.view(id).await?;
+    Ok(Json(visible_to(&principal, view, id)?))
 }

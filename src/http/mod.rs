@@ -67,9 +67,33 @@ pub struct AppState {
         drafts::RejectRequest,
         templates::SaveRequest,
         error::ErrorBody
-    ))
+    )),
+    modifiers(&SecuritySchemes)
 )]
 struct ApiDoc;
+
+/// Adds the API key scheme: `Authorization: Bearer <key>`, or the key in `X-Api-Key`.
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::SecurityScheme;
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "A key from `leadgate keys create`; its role (bot, staff, admin) decides \
+                 which endpoints it may use",
+            ))
+            .build();
+        components.add_security_scheme("api_key", SecurityScheme::Http(bearer));
+        components.add_security_scheme(
+            "api_key_header",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))),
+        );
+    }
+}
 
 /// Builds the router with all routes and layers.
 pub fn router(state: AppState) -> Router {
@@ -115,6 +139,7 @@ pub fn router(state: AppState) -> Router {
                     "request",
                     method = %request.method(),
                     route,
+                    key_id = tracing::field::Empty,
                     lead_id = tracing::field::Empty,
                     bytes = tracing::field::Empty,
                 )

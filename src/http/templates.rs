@@ -16,6 +16,7 @@ use utoipa::ToSchema;
 use super::AppState;
 use super::body::parse_json;
 use super::error::{ApiError, ErrorBody};
+use crate::auth::{Principal, Role};
 use crate::draft::templates::{self as checks};
 use crate::store::templates::{self as versions, Activation};
 use crate::store::{Actor, StoreError};
@@ -88,7 +89,11 @@ async fn with_store<R: Send + 'static>(
 /// Lists the template keys with their active and newest versions.
 #[utoipa::path(get, path = "/v1/templates",
     responses((status = 200, description = "Every key: kind, service, active_version, latest_version")))]
-pub async fn list_keys(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn list_keys(
+    principal: Principal,
+    State(state): State<AppState>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require(&[Role::Admin])?;
     let keys = with_store(&state, |conn| versions::list_keys(conn)).await?;
     Ok(Json(json!({ "templates": keys })))
 }
@@ -101,10 +106,12 @@ pub async fn list_keys(State(state): State<AppState>) -> Result<Json<serde_json:
         (status = 404, description = "The key has no versions", body = ErrorBody),
         (status = 422, description = "Unknown kind or service", body = ErrorBody)))]
 pub async fn list_versions(
+    principal: Principal,
     State(state): State<AppState>,
     Path(kind): Path<String>,
     params: Result<Query<KeyQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require(&[Role::Admin])?;
     let service = key(&state, &kind, query(params)?.service)?;
     let (k, s) = (kind.clone(), service.clone());
     let list = with_store(&state, move |conn| {
@@ -130,16 +137,18 @@ pub async fn list_versions(
         (status = 201, description = "The saved version"),
         (status = 422, description = "Unknown kind, service or variable, or invalid syntax", body = ErrorBody)))]
 pub async fn save_version(
+    principal: Principal,
     State(state): State<AppState>,
     Path(kind): Path<String>,
     params: Result<Query<KeyQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    principal.require(&[Role::Admin])?;
     let service = key(&state, &kind, query(params)?.service)?;
     let request: SaveRequest = parse_json(&headers, &body, &SAVE_FIELDS)?;
     checks::check_body(&request.body)?;
-    let actor = request_actor();
+    let actor = request_actor(&principal);
     let saved = with_store(&state, move |conn| {
         versions::save_version(
             conn,
@@ -161,10 +170,12 @@ pub async fn save_version(
         (status = 200, description = "The version"),
         (status = 404, description = "No such version", body = ErrorBody)))]
 pub async fn get_version(
+    principal: Principal,
     State(state): State<AppState>,
     Path((kind, version)): Path<(String, String)>,
     params: Result<Query<KeyQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    principal.require(&[Role::Admin])?;
     let service = key(&state, &kind, query(params)?.service)?;
     let version = parse_version(&version)?;
     let k = kind.clone();
@@ -198,13 +209,15 @@ fn activation_body(kind: &str, activation: Activation) -> Result<Response, ApiEr
         (status = 200, description = "The active version and the one active before"),
         (status = 404, description = "No such version", body = ErrorBody)))]
 pub async fn activate(
+    principal: Principal,
     State(state): State<AppState>,
     Path((kind, version)): Path<(String, String)>,
     params: Result<Query<KeyQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    principal.require(&[Role::Admin])?;
     let service = key(&state, &kind, query(params)?.service)?;
     let version = parse_version(&version)?;
-    let actor = request_actor();
+    let actor = request_actor(&principal);
     let k = kind.clone();
     let activation = with_store(&state, move |conn| {
         versions::activate(conn, &k, service.as_deref(), version, &actor)
@@ -223,12 +236,14 @@ pub async fn activate(
         (status = 200, description = "The active version and the one active before"),
         (status = 409, description = "No older version", body = ErrorBody)))]
 pub async fn rollback(
+    principal: Principal,
     State(state): State<AppState>,
     Path(kind): Path<String>,
     params: Result<Query<KeyQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
+    principal.require(&[Role::Admin])?;
     let service = key(&state, &kind, query(params)?.service)?;
-    let actor = request_actor();
+    let actor = request_actor(&principal);
     let k = kind.clone();
     let activation = with_store(&state, move |conn| {
         versions::rollback(conn, &k, service.as_deref(), &actor)
@@ -245,10 +260,12 @@ pub async fn rollback(
         (status = 200, description = "from, to and the unified diff text"),
         (status = 404, description = "No such version", body = ErrorBody)))]
 pub async fn diff(
+    principal: Principal,
     State(state): State<AppState>,
     Path(kind): Path<String>,
     params: Result<Query<DiffQuery>, QueryRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    principal.require(&[Role::Admin])?;
     let params = query(params)?;
     let service = key(&state, &kind, params.service)?;
     let (from, to) = (params.from, params.to);
@@ -271,11 +288,10 @@ pub async fn diff(
     Ok(Json(json!({ "from": from, "to": to, "diff": text })))
 }
 
-/// The author recorded for changes made through this API.
-// TODO: take the API key's name and id once keys exist.
-fn request_actor() -> Actor {
+/// Returns the author recorded for a change: the key's name and id.
+fn request_actor(principal: &Principal) -> Actor {
     Actor {
-        key_id: None,
-        name: "api".to_string(),
+        key_id: Some(principal.key_id),
+        name: principal.name.clone(),
     }
 }

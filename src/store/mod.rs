@@ -1,5 +1,6 @@
 //! SQLite storage of leads, redaction mappings, qualifications, drafts and their review,
-//! template versions, replies, webhook deliveries and the journal.
+//! template versions, replies, webhook deliveries, API keys, consent texts, the consent log
+//! and the journal.
 //!
 //! One file in WAL mode with `synchronous=FULL`, so a committed lead survives a power loss.
 //! Every statement binds its values as parameters: rusqlite puts the SQL text into some
@@ -7,6 +8,7 @@
 //! nothing of HTTP. Async callers go through [`Store::call`], which runs the work on a
 //! blocking thread.
 
+pub mod keys;
 pub mod queries;
 pub mod review;
 mod schema;

@@ -15,6 +15,8 @@ pub struct NewLead {
     pub received_at: Option<String>,
     pub special_category: bool,
     pub mapping: Mapping,
+    /// The API key that sent the lead; `None` for the command line.
+    pub key_id: Option<i64>,
 }
 
 /// The outcome of [`insert_lead`].
@@ -73,6 +75,8 @@ pub struct TemplateRow {
 /// A stored lead with whatever processing has finished.
 pub struct LeadRecord {
     pub id: i64,
+    /// The API key that sent the lead; `None` for the command line.
+    pub key_id: Option<i64>,
     pub status: String,
     pub qualification: Option<QualificationRow>,
     pub draft: Option<DraftRow>,
@@ -95,7 +99,8 @@ pub fn insert_lead(conn: &mut Connection, lead: &NewLead) -> Result<Inserted, St
     }
     tx.execute(
         "INSERT INTO leads (channel, external_id, redacted_text, name_placeholder, received_at, \
-         created_at, status, special_category) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received', ?7)",
+         created_at, status, special_category, key_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received', ?7, ?8)",
         params![
             lead.channel,
             lead.external_id,
@@ -104,6 +109,7 @@ pub fn insert_lead(conn: &mut Connection, lead: &NewLead) -> Result<Inserted, St
             lead.received_at,
             now_rfc3339(),
             lead.special_category,
+            lead.key_id,
         ],
     )?;
     let id = tx.last_insert_rowid();
@@ -131,21 +137,34 @@ pub fn insert_lead(conn: &mut Connection, lead: &NewLead) -> Result<Inserted, St
         "placeholders": lead.mapping.len(),
         "special_category": lead.special_category,
     });
-    journal(&tx, "lead_received", Some(id), &fields)?;
+    journal_by(&tx, "lead_received", Some(id), lead.key_id, &fields)?;
     tx.commit()?;
     Ok(Inserted::Created(id))
 }
 
-/// Appends a journal entry. `fields` must hold ids, counts and labels only.
+/// Appends a journal entry of the server or the command line. `fields` must hold ids,
+/// counts and labels only.
 pub fn journal(
     conn: &Connection,
     action: &str,
     lead_id: Option<i64>,
     fields: &serde_json::Value,
 ) -> Result<(), StoreError> {
+    journal_by(conn, action, lead_id, None, fields)
+}
+
+/// Appends a journal entry of the holder of API key `key_id`. `fields` must hold ids,
+/// counts and labels only.
+pub fn journal_by(
+    conn: &Connection,
+    action: &str,
+    lead_id: Option<i64>,
+    key_id: Option<i64>,
+    fields: &serde_json::Value,
+) -> Result<(), StoreError> {
     conn.execute(
-        "INSERT INTO journal (at, action, lead_id, fields) VALUES (?1, ?2, ?3, ?4)",
-        params![now_rfc3339(), action, lead_id, fields.to_string()],
+        "INSERT INTO journal (at, action, lead_id, key_id, fields) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![now_rfc3339(), action, lead_id, key_id, fields.to_string()],
     )?;
     Ok(())
 }
@@ -355,14 +374,14 @@ pub(crate) fn load_qualification(
 
 /// Returns lead `id` with its qualification, draft and mapping, or `None` when unknown.
 pub fn load_lead(conn: &Connection, id: i64) -> Result<Option<LeadRecord>, StoreError> {
-    let status: Option<String> = conn
+    let row: Option<(String, Option<i64>)> = conn
         .query_row(
-            "SELECT status FROM leads WHERE id = ?1",
+            "SELECT status, key_id FROM leads WHERE id = ?1",
             params![id],
-            |row| row.get(0),
+            |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()?;
-    let Some(status) = status else {
+    let Some((status, key_id)) = row else {
         return Ok(None);
     };
     let draft = conn
@@ -382,6 +401,7 @@ pub fn load_lead(conn: &Connection, id: i64) -> Result<Option<LeadRecord>, Store
         .optional()?;
     Ok(Some(LeadRecord {
         id,
+        key_id,
         status,
         qualification: load_qualification(conn, id)?,
         draft,
@@ -456,6 +476,7 @@ mod tests {
             received_at: None,
             special_category: false,
             mapping: redaction.mapping,
+            key_id: None,
         }
     }
 

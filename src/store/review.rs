@@ -6,7 +6,7 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::queries::{QualificationRow, journal, load_mapping, load_qualification};
+use super::queries::{QualificationRow, journal_by, load_mapping, load_qualification};
 use super::{Actor, StoreError, now_rfc3339};
 use crate::redact::Mapping;
 
@@ -182,9 +182,8 @@ pub fn approve(
         "draft_id": id,
         "reply_id": reply_id,
         "edited": edited_text.is_some(),
-        "key_id": actor.key_id,
     });
-    journal(&tx, "draft_approved", Some(lead_id), &fields)?;
+    journal_by(&tx, "draft_approved", Some(lead_id), actor.key_id, &fields)?;
     tx.commit()?;
     Ok(Review::Done {
         reply_id: Some(reply_id),
@@ -224,9 +223,8 @@ pub fn reject(
     let fields = serde_json::json!({
         "draft_id": id,
         "reason_bytes": reason.len(),
-        "key_id": actor.key_id,
     });
-    journal(&tx, "draft_rejected", Some(lead_id), &fields)?;
+    journal_by(&tx, "draft_rejected", Some(lead_id), actor.key_id, &fields)?;
     tx.commit()?;
     Ok(Review::Done { reply_id: None })
 }
@@ -248,19 +246,21 @@ fn read_reply(row: &Row<'_>) -> rusqlite::Result<ReplyRecord> {
     })
 }
 
-/// Returns up to `limit` replies with an id above `since`, in id order.
+/// Returns up to `limit` replies with an id above `since`, in id order; with `key_id`,
+/// only the replies to leads that key created.
 pub fn replies_since(
     conn: &Connection,
     since: i64,
     limit: usize,
+    key_id: Option<i64>,
 ) -> Result<Vec<ReplyRecord>, StoreError> {
     let mut statement = conn.prepare(&format!(
         "SELECT {REPLY_COLUMNS} FROM replies r JOIN leads l ON l.id = r.lead_id \
-         WHERE r.id > ?1 ORDER BY r.id LIMIT ?2"
+         WHERE r.id > ?1 AND (?3 IS NULL OR l.key_id = ?3) ORDER BY r.id LIMIT ?2"
     ))?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut replies = statement
-        .query_map(params![since, limit], read_reply)?
+        .query_map(params![since, limit, key_id], read_reply)?
         .collect::<Result<Vec<_>, _>>()?;
     for reply in &mut replies {
         reply.mapping = load_mapping(conn, reply.lead_id)?;
@@ -296,6 +296,6 @@ pub fn journal_read(
     shown: &[&str],
     actor: &Actor,
 ) -> Result<(), StoreError> {
-    let fields = serde_json::json!({ "shown": shown, "key_id": actor.key_id });
-    journal(conn, action, Some(lead_id), &fields)
+    let fields = serde_json::json!({ "shown": shown });
+    journal_by(conn, action, Some(lead_id), actor.key_id, &fields)
 }

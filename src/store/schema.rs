@@ -84,7 +84,99 @@ const MIGRATIONS: &[&str] = &[
         fields TEXT NOT NULL
     );
     "#,
-    // 2: template versions with their author, draft review, replies for the bot, webhook
+    // 2: API keys with roles, consent texts, the consent log, and who created each lead.
+    r#"
+    CREATE TABLE api_keys (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('bot', 'staff', 'admin')),
+        -- The first characters of the key, shown by `keys list` so a person can tell keys apart.
+        prefix TEXT NOT NULL,
+        -- Hex SHA-256 of the whole key; the key itself is never stored.
+        key_sha256 TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL,
+        revoked_at TEXT
+    );
+    -- The key that created the lead; NULL for leads from the command line.
+    ALTER TABLE leads ADD COLUMN key_id INTEGER REFERENCES api_keys (id);
+    -- Whose consent the lead needs: kind `phone` (E.164), `email`, `handle` or `lead` (a
+    -- consent for this lead alone, subject `CHANNEL/EXTERNAL_ID`). NULL for leads from the
+    -- command line, which are not checked for consent.
+    ALTER TABLE leads ADD COLUMN subject_kind TEXT;
+    ALTER TABLE leads ADD COLUMN subject TEXT;
+    CREATE INDEX leads_subject ON leads (subject_kind, subject);
+    -- The key that did the action; NULL for the server itself and the command line.
+    ALTER TABLE journal ADD COLUMN key_id INTEGER;
+    CREATE TABLE consent_texts (
+        id INTEGER PRIMARY KEY,
+        purpose TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        operator TEXT NOT NULL,
+        -- JSON arrays of strings.
+        categories TEXT NOT NULL,
+        operations TEXT NOT NULL,
+        term TEXT NOT NULL,
+        withdrawal TEXT NOT NULL,
+        policy_url TEXT NOT NULL,
+        -- The full text shown to the client.
+        body TEXT NOT NULL,
+        active INTEGER NOT NULL DEFAULT 0,
+        created_at TEXT NOT NULL,
+        key_id INTEGER,
+        UNIQUE (purpose, version)
+    );
+    CREATE UNIQUE INDEX consent_texts_one_active ON consent_texts (purpose) WHERE active = 1;
+    -- Append-only. `sha256` is the SHA-256 of `prev_sha256` followed by the row's canonical
+    -- content (see store/consent.rs), so a changed, removed or reordered row breaks the chain.
+    CREATE TABLE consent_log (
+        id INTEGER PRIMARY KEY,
+        subject_kind TEXT NOT NULL CHECK (subject_kind IN ('phone', 'email', 'handle', 'lead')),
+        subject TEXT NOT NULL,
+        event TEXT NOT NULL CHECK (event IN ('granted', 'withdrawn')),
+        purpose TEXT NOT NULL,
+        text_version INTEGER NOT NULL,
+        channel TEXT NOT NULL,
+        -- The bot's id of the message in which the client gave or withdrew consent.
+        evidence TEXT NOT NULL,
+        -- When the client gave or withdrew consent; `recorded_at` is when leadgate stored it.
+        at TEXT NOT NULL,
+        recorded_at TEXT NOT NULL,
+        key_id INTEGER,
+        prev_sha256 TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        FOREIGN KEY (purpose, text_version) REFERENCES consent_texts (purpose, version)
+    );
+    CREATE INDEX consent_log_subject ON consent_log (subject_kind, subject, purpose, id);
+    -- The last row of the chain, so that removing rows from its end is detected too.
+    CREATE TABLE consent_log_head (
+        single INTEGER PRIMARY KEY CHECK (single = 1),
+        last_id INTEGER NOT NULL,
+        sha256 TEXT NOT NULL
+    );
+    CREATE TRIGGER consent_log_no_update BEFORE UPDATE ON consent_log
+    BEGIN
+        SELECT RAISE(ABORT, 'the consent log is append-only: rows cannot be changed');
+    END;
+    CREATE TRIGGER consent_log_no_delete BEFORE DELETE ON consent_log
+    BEGIN
+        SELECT RAISE(ABORT, 'the consent log is append-only: rows cannot be deleted');
+    END;
+    CREATE TRIGGER consent_texts_used_no_update
+    BEFORE UPDATE OF purpose, version, operator, categories, operations, term, withdrawal,
+        policy_url, body ON consent_texts
+    WHEN EXISTS (SELECT 1 FROM consent_log
+                 WHERE purpose = OLD.purpose AND text_version = OLD.version)
+    BEGIN
+        SELECT RAISE(ABORT, 'a consent text version used in the consent log cannot change');
+    END;
+    CREATE TRIGGER consent_texts_used_no_delete BEFORE DELETE ON consent_texts
+    WHEN EXISTS (SELECT 1 FROM consent_log
+                 WHERE purpose = OLD.purpose AND text_version = OLD.version)
+    BEGIN
+        SELECT RAISE(ABORT, 'a consent text version used in the consent log cannot be deleted');
+    END;
+    "#,
+    // 3: template versions with their author, draft review, replies for the bot, webhook
     // deliveries and staff page sessions.
     r#"
     ALTER TABLE response_templates ADD COLUMN saved_by TEXT NOT NULL DEFAULT 'shipped';
@@ -104,7 +196,7 @@ const MIGRATIONS: &[&str] = &[
     -- The text staff approved when they changed it, with placeholders like `text`.
     ALTER TABLE drafts ADD COLUMN edited_text TEXT;
     ALTER TABLE drafts ADD COLUMN reject_reason TEXT;
-    -- The key name at review time and its id; the id is NULL where no keys are in use.
+    -- The key name at review time and its id.
     ALTER TABLE drafts ADD COLUMN reviewed_by TEXT;
     ALTER TABLE drafts ADD COLUMN reviewed_key_id INTEGER;
     ALTER TABLE drafts ADD COLUMN reviewed_at TEXT;
@@ -142,7 +234,7 @@ const MIGRATIONS: &[&str] = &[
     -- Signed-in staff page sessions; the cookie holds the token, the table its SHA-256.
     CREATE TABLE ui_sessions (
         token_sha256 TEXT PRIMARY KEY,
-        key_id INTEGER NOT NULL,
+        key_id INTEGER NOT NULL REFERENCES api_keys (id),
         csrf_token TEXT NOT NULL,
         created_at TEXT NOT NULL,
         -- Unix time in seconds.

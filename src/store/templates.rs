@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
-use super::queries::journal;
+use super::queries::journal_by;
 use super::{Actor, StoreError, now_rfc3339};
 
 /// One saved version of a template.
@@ -173,9 +173,8 @@ pub fn save_version(
         "service": service,
         "version": version,
         "bytes": body.len(),
-        "key_id": actor.key_id,
     });
-    journal(&tx, "template_saved", None, &fields)?;
+    journal_by(&tx, "template_saved", None, actor.key_id, &fields)?;
     if activate {
         set_active(&tx, kind, service, version, actor)?;
     }
@@ -212,9 +211,8 @@ fn set_active(
         "service": service,
         "version": version,
         "previous": previous,
-        "key_id": actor.key_id,
     });
-    journal(conn, "template_activated", None, &fields)?;
+    journal_by(conn, "template_activated", None, actor.key_id, &fields)?;
     Ok(previous)
 }
 

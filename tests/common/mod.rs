@@ -59,5 +59,4 @@ pub fn corpus_path() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("../shared/corpus/leads-dev.jsonl"))
 }
-
 pub mod server;

@@ -1,8 +1,8 @@
-//! The real `leadgate serve` binary with the small SmolLM2 model, on 127.0.0.1 with a port
-//! the OS picks, and a blocking HTTP client for it.
+//! The real `leadgate serve` binary on 127.0.0.1 with the small SmolLM2 model, API keys
+//! made with the real `leadgate keys create`, and HTTP helpers that return any status.
 
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,8 +25,7 @@ impl Server {
 
     /// Starts the server with extra arguments and environment variables.
     pub fn start_with_env(db: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_leadgate"));
-        command
+        let mut child = Command::new(env!("CARGO_BIN_EXE_leadgate"))
             .args(["serve", "--listen", "127.0.0.1:0", "--model", super::SMOLLM])
             .arg("--db")
             .arg(db)
@@ -38,13 +37,12 @@ impl Server {
             .env_remove("LEADGATE_QUEUE_CAPACITY")
             .env_remove("LEADGATE_WAIT_MS")
             .env_remove("LEADGATE_WEBHOOK_TOKEN")
+            .envs(env.iter().copied())
             .env("HF_HUB_OFFLINE", "1")
             .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().expect("cannot start the leadgate binary");
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("cannot start the leadgate binary");
         let log = Arc::new(Mutex::new(String::new()));
         let (address_sender, address) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().expect("piped stderr");
@@ -106,8 +104,7 @@ pub fn agent() -> ureq::Agent {
         .build()
 }
 
-/// Sends a request and returns the status, the JSON body (a string when not JSON) and the
-/// Retry-After header, for any status.
+/// Sends a request and returns the status and the JSON body, for any status.
 pub fn send(request: ureq::Request, body: Option<&str>) -> (u16, Value, Option<String>) {
     let result = match body {
         Some(body) => request.send_string(body),
@@ -125,17 +122,91 @@ pub fn send(request: ureq::Request, body: Option<&str>) -> (u16, Value, Option<S
     (status, value, retry_after)
 }
 
-/// Sends a JSON body with `method` and returns the status and the JSON response body.
-pub fn send_json(server: &Server, method: &str, path: &str, body: &Value) -> (u16, Value) {
-    let request = agent()
-        .request(method, &server.url(path))
-        .set("Content-Type", "application/json");
-    let (status, value, _) = send(request, Some(&body.to_string()));
-    (status, value)
+/// Returns a `leadgate` command for one of the database commands.
+pub fn leadgate() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_leadgate"));
+    command
+        .env_remove("LEADGATE_CONFIG")
+        .env_remove("LEADGATE_DB")
+        .env("LEADGATE_LOG", "warn");
+    command
 }
 
-/// Sends a GET and returns the status and the JSON response body.
-pub fn get_json(server: &Server, path: &str) -> (u16, Value) {
-    let (status, value, _) = send(agent().get(&server.url(path)), None);
-    (status, value)
+/// Creates an API key with `leadgate keys create` and returns its id and secret.
+pub fn create_key(db: &Path, role: &str, name: &str) -> (i64, String) {
+    let output = leadgate()
+        .args(["keys", "create", "--role", role, "--name", name, "--db"])
+        .arg(db)
+        .output()
+        .expect("cannot run leadgate keys create");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "keys create failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    let secret = lines.last().expect("a key on the last line").to_string();
+    let info: Value = serde_json::from_str(lines[0]).expect("key info as JSON");
+    (info["id"].as_i64().expect("key id"), secret)
+}
+
+/// A server with one key per role, all made before it starts.
+pub struct Keyed {
+    pub server: Server,
+    pub db: PathBuf,
+    pub bot: String,
+    pub staff: String,
+    pub admin: String,
+}
+
+impl Keyed {
+    pub fn start(db: &Path, extra_args: &[&str]) -> Keyed {
+        Keyed::start_with_env(db, extra_args, &[])
+    }
+
+    /// Makes the keys, then starts the server with extra environment variables.
+    pub fn start_with_env(db: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Keyed {
+        let (_, bot) = create_key(db, "bot", "test bot");
+        let (_, staff) = create_key(db, "staff", "test staff");
+        let (_, admin) = create_key(db, "admin", "test admin");
+        Keyed {
+            server: Server::start_with_env(db, extra_args, env),
+            db: db.to_path_buf(),
+            bot,
+            staff,
+            admin,
+        }
+    }
+}
+
+/// Sends `method path` with an optional key and JSON body; returns the status, the JSON
+/// body (or the text as a JSON string) and `Retry-After`.
+pub fn call(
+    server: &Server,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value, Option<String>) {
+    let mut request = agent().request(method, &server.url(path));
+    if let Some(key) = key {
+        request = request.set("Authorization", &format!("Bearer {key}"));
+    }
+    match body {
+        Some(body) => {
+            let request = request.set("Content-Type", "application/json");
+            send(request, Some(&body.to_string()))
+        }
+        None => send(request, None),
+    }
+}
+
+/// Returns the value of a Prometheus sample, or 0 when the server has not exported it yet.
+pub fn metric(server: &Server, name: &str) -> f64 {
+    let (_, body, _) = send(agent().get(&server.url("/metrics")), None);
+    let text = body.as_str().expect("metrics are text").to_string();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0.0)
 }
