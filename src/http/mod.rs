@@ -6,6 +6,7 @@ pub mod drafts;
 pub mod error;
 pub mod leads;
 pub mod templates;
+pub mod ui;
 
 use std::time::Instant;
 
@@ -120,6 +121,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/templates/{kind}/rollback", post(templates::rollback))
         .route("/v1/templates/{kind}/diff", get(templates::diff))
+        .merge(ui::routes())
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))

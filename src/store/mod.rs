@@ -12,6 +12,7 @@ pub mod keys;
 pub mod queries;
 pub mod review;
 mod schema;
+pub mod sessions;
 pub mod templates;
 pub mod webhooks;
 

@@ -515,7 +515,7 @@ mod tests {
         let store = Store::open(&path)?;
         let version: i64 =
             store.call_blocking(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))?;
-        assert_eq!(version, 2);
+        assert_eq!(version, 3);
         Ok(())
     }
 }
