@@ -1,9 +1,11 @@
-//! Commands that manage the database without the model: `leadgate keys …`.
+//! Commands that manage the database without the model: `leadgate keys …` and
+//! `leadgate consent …`.
 //!
 //! Each opens the same database as `serve` (`--config`, `--db`) and works while the server
 //! runs on the file: SQLite in WAL mode lets both write, and the server reads keys from the
 //! database on every request.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -12,7 +14,9 @@ use clap::{Args, Subcommand};
 
 use crate::auth::{self, Role};
 use crate::config::{Overrides, Settings};
+use crate::consent;
 use crate::store::Store;
+use crate::store::consent as stored_consent;
 use crate::store::keys::{self as stored_keys, Revoked};
 
 /// The maximum length of a key name, in characters.
@@ -115,4 +119,139 @@ pub fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConsentCommand {
+    /// Lists, shows, adds and activates consent text versions.
+    #[command(subcommand)]
+    Texts(TextsCommand),
+    /// Prints the consent log as JSON Lines, oldest first. The output contains the
+    /// subjects' phones, e-mails and handles.
+    Log {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Recomputes the consent log's hash chain and prints the result as JSON; exits with
+    /// status 1 when a row was changed, removed or reordered.
+    Verify {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TextsCommand {
+    /// Prints every version of every purpose as JSON.
+    List {
+        #[command(flatten)]
+        db: DbArgs,
+    },
+    /// Prints one version as JSON.
+    Show {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The purpose, such as lead_processing.
+        purpose: String,
+        version: i64,
+    },
+    /// Adds the next, inactive version of a purpose from a TOML file in the format of
+    /// prompts/consent.ru.toml, and prints it as JSON.
+    Add {
+        #[command(flatten)]
+        db: DbArgs,
+        #[arg(long)]
+        file: PathBuf,
+    },
+    /// Makes a version the one new consents refer to by default.
+    Activate {
+        #[command(flatten)]
+        db: DbArgs,
+        /// The purpose, such as lead_processing.
+        purpose: String,
+        version: i64,
+    },
+}
+
+/// Runs `leadgate consent …`.
+pub fn consent(command: ConsentCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ConsentCommand::Texts(command) => texts(command),
+        ConsentCommand::Log { db } => {
+            let (_, store) = db.open()?;
+            let mut stdout = std::io::stdout().lock();
+            store.call_blocking(|conn| {
+                stored_consent::read_log(conn, |record| {
+                    let line = serde_json::to_string(&record).map_err(|e| {
+                        crate::store::StoreError::Corrupt {
+                            column: "consent_log",
+                            message: e.to_string(),
+                        }
+                    })?;
+                    // A closed pipe (`| head`) ends the output early; that is not an error.
+                    let _ = writeln!(stdout, "{line}");
+                    Ok(())
+                })
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        ConsentCommand::Verify { db } => {
+            let (_, store) = db.open()?;
+            let report = store.call_blocking(|conn| stored_consent::verify_chain(conn))?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if let Some(error) = &report.error {
+                eprintln!("error: {}", error.message);
+                return Ok(ExitCode::FAILURE);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn texts(command: TextsCommand) -> anyhow::Result<ExitCode> {
+    let text = match command {
+        TextsCommand::List { db } => {
+            let (_, store) = db.open()?;
+            let texts = store.call_blocking(|conn| stored_consent::list_texts(conn))?;
+            println!("{}", serde_json::to_string_pretty(&texts)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        TextsCommand::Show {
+            db,
+            purpose,
+            version,
+        } => {
+            let (_, store) = db.open()?;
+            store
+                .call_blocking(|conn| stored_consent::get_text(conn, &purpose, version))?
+                .with_context(|| {
+                    format!(
+                        "consent text {purpose} version {version} does not exist; \
+                         `leadgate consent texts list` shows the versions"
+                    )
+                })?
+        }
+        TextsCommand::Add { db, file } => {
+            let source = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let input = consent::parse_text_file(&source)
+                .with_context(|| format!("invalid consent text file {}", file.display()))?;
+            let (settings, store) = db.open()?;
+            let new_text = consent::prepare_text(input, &settings.operator)
+                .with_context(|| format!("invalid consent text in {}", file.display()))?;
+            store.call_blocking(|conn| stored_consent::add_text(conn, &new_text, None))?
+        }
+        TextsCommand::Activate {
+            db,
+            purpose,
+            version,
+        } => {
+            let (_, store) = db.open()?;
+            store.call_blocking(|conn| {
+                stored_consent::activate_text(conn, &purpose, version, None)
+            })?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&text)?);
+    Ok(ExitCode::SUCCESS)
 }

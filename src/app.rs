@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::config::{Overrides, Settings};
 use crate::engine::{self, Engine, LoadedModel};
 use crate::models;
-use crate::pipeline::{Contact, Pipeline, Progress, ValidLead};
+use crate::pipeline::{ConsentGate, Contact, Pipeline, Progress, ValidLead};
 use crate::store::{Inserted, Store};
 
 /// Options shared by every command that reads the configuration.
@@ -190,8 +190,9 @@ fn one_off_db(args: &ConfigArgs) -> anyhow::Result<(PathBuf, Option<tempfile::Te
 async fn run_lead(pipeline: &Pipeline, lead: ValidLead) -> anyhow::Result<(i64, f64)> {
     let started = Instant::now();
     let id = match pipeline.accept(lead).await? {
-        Inserted::Created(id) => id,
-        Inserted::Existing(id) => return Ok((id, 0.0)),
+        Inserted::Created(id) | Inserted::Reopened(id) => id,
+        Inserted::Existing(id) | Inserted::ConsentRequired(id) => return Ok((id, 0.0)),
+        Inserted::OtherKey => bail!("the lead's external id belongs to an API key's lead"),
     };
     match pipeline.spawn_process(id).await {
         Ok(Progress::Finished(Ok(()))) => {}
@@ -232,6 +233,7 @@ pub fn qualify(args: QualifyArgs) -> anyhow::Result<ExitCode> {
         contact: Contact::default(),
         received_at: None,
         key_id: None,
+        consent: ConsentGate::NotChecked,
     };
     let view = runtime()?.block_on(async {
         let (id, _) = run_lead(&pipeline, lead).await?;
@@ -296,6 +298,7 @@ pub fn eval(args: EvalArgs) -> anyhow::Result<ExitCode> {
             contact: Contact::default(),
             received_at: None,
             key_id: None,
+            consent: ConsentGate::NotChecked,
         };
         let view = runtime.block_on(async {
             let (id, elapsed) = run_lead(&pipeline, valid).await?;

@@ -42,6 +42,9 @@ pub enum Command {
     /// Creates, lists and revokes API keys.
     #[command(subcommand)]
     Keys(crate::admin::KeysCommand),
+    /// Manages consent texts, prints the consent log and verifies its hash chain.
+    #[command(subcommand)]
+    Consent(crate::admin::ConsentCommand),
     /// Lists, shows, saves, activates, rolls back and compares response template versions.
     Templates(crate::template_commands::TemplatesArgs),
     /// Prints the token ids of a text as JSON, control-token text parsed as control tokens.
@@ -381,6 +384,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Generate(args) => generate(args),
         Command::Model(command) => model_command(command),
         Command::Keys(command) => crate::admin::keys(command),
+        Command::Consent(command) => crate::admin::consent(command),
         Command::Templates(args) => crate::template_commands::run(args),
         Command::Tokenize(args) => tokenize(args),
         Command::Redact { mapping } => redact(mapping),

@@ -42,6 +42,7 @@ pub struct Settings {
     /// Milliseconds `POST /v1/leads` waits for the model before it answers 202.
     pub wait_ms: u64,
     pub max_tokens: usize,
+    pub operator: Operator,
     pub services: Vec<Service>,
     /// Where approved replies are sent; `None` leaves the bot to poll `GET /v1/replies`.
     #[serde(default)]
@@ -79,6 +80,25 @@ fn default_webhook_timeout_ms() -> u64 {
     10_000
 }
 
+/// The operator of personal data, named in the consent text.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Operator {
+    /// The full legal name.
+    pub name: String,
+    /// INN and OGRN (or OGRNIP).
+    pub registration: String,
+    pub address: String,
+    /// The e-mail or postal address for a client's withdrawal of consent or request about
+    /// their data.
+    pub contact: String,
+    /// The public page with the personal data processing policy.
+    pub policy_url: String,
+    /// True while the values are the shipped examples.
+    #[serde(default)]
+    pub is_example: bool,
+}
+
 /// One entry of the service catalog.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,6 +130,7 @@ struct FileSettings {
     queue_capacity: Option<usize>,
     wait_ms: Option<u64>,
     max_tokens: Option<usize>,
+    operator: Option<Operator>,
     services: Option<Vec<Service>>,
     webhook: Option<Webhook>,
 }
@@ -167,6 +188,7 @@ impl Settings {
             queue_capacity,
             wait_ms,
             max_tokens,
+            operator,
             services,
             webhook,
         } = file;
@@ -184,6 +206,9 @@ impl Settings {
         }
         if webhook.is_some() {
             self.webhook = webhook;
+        }
+        if let Some(operator) = operator {
+            self.operator = operator;
         }
     }
 
@@ -231,6 +256,24 @@ impl Settings {
             if webhook.max_attempts == 0 {
                 bail!("webhook.max_attempts is 0; at least one attempt is needed");
             }
+        }
+        let operator = &self.operator;
+        let fields = [
+            ("name", &operator.name),
+            ("registration", &operator.registration),
+            ("address", &operator.address),
+            ("contact", &operator.contact),
+            ("policy_url", &operator.policy_url),
+        ];
+        for (field, value) in fields {
+            if value.trim().is_empty() {
+                bail!("operator.{field} is empty; the consent text needs it");
+            }
+        }
+        if !operator.policy_url.starts_with("https://")
+            && !operator.policy_url.starts_with("http://")
+        {
+            bail!("operator.policy_url must be an http:// or https:// address");
         }
         if self.max_tokens < 32 {
             bail!(

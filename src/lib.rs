@@ -6,6 +6,7 @@ pub mod app;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod consent;
 pub mod draft;
 pub mod engine;
 pub mod http;

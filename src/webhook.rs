@@ -21,6 +21,9 @@ const MAX_RETRY_WAIT: Duration = Duration::from_secs(600);
 const BATCH: usize = 32;
 
 /// A running delivery task; clones share it.
+///
+/// NOTE: there is one URL for all bots, so every bot key's replies go to it; polling is
+/// the way to keep bots apart.
 #[derive(Clone)]
 pub struct Webhook {
     wake: Arc<Notify>,

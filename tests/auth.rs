@@ -27,7 +27,9 @@ const CALLERS: [Caller; 5] = [
 /// One endpoint of the matrix: the roles that may use it and the status they get.
 struct Endpoint {
     method: &'static str,
-    /// The path; `{lead}` stands for a lead the bot created.
+    /// The path; `{lead}` stands for a lead the bot created, `{unused_text}` for a
+    /// consent text version that no consent refers to, and `{draft}`, `{fresh_draft}` for
+    /// drafts as described at [`ENDPOINTS`].
     path: &'static str,
     /// The body for the n-th call, so that calls that create something do not collide.
     body: fn(usize) -> Option<Value>,
@@ -43,6 +45,20 @@ fn lead_body(n: usize) -> Option<Value> {
     Some(
         json!({"channel": "web", "external_id": format!("matrix-{n}"),
         "text": "Сколько стоит маникюр?"}),
+    )
+}
+
+fn consent_body(n: usize) -> Option<Value> {
+    Some(
+        json!({"subject": {"phone": "+7 917 000-00-01"}, "event": "granted",
+        "purpose": "lead_processing", "channel": "web", "evidence": format!("matrix-{n}")}),
+    )
+}
+
+fn consent_text_body(_: usize) -> Option<Value> {
+    Some(
+        json!({"purpose": "lead_processing", "categories": ["имя"], "operations": ["хранение"],
+        "term": "один год", "withdrawal": "напишите на {{ contact }}", "body": "Согласие"}),
     )
 }
 
@@ -76,6 +92,55 @@ const ENDPOINTS: &[Endpoint] = &[
         path: "/v1/leads/{lead}",
         body: no_body,
         allowed: &[Caller::Bot, Caller::Staff, Caller::Admin],
+        success: 200,
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/consents",
+        body: consent_body,
+        allowed: &[Caller::Bot],
+        success: 201,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/consents/verify",
+        body: no_body,
+        allowed: &[Caller::Admin],
+        success: 200,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/consent-texts",
+        body: no_body,
+        allowed: &[Caller::Bot, Caller::Staff, Caller::Admin],
+        success: 200,
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/consent-texts",
+        body: consent_text_body,
+        allowed: &[Caller::Admin],
+        success: 201,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/consent-texts/lead_processing/1",
+        body: no_body,
+        allowed: &[Caller::Bot, Caller::Staff, Caller::Admin],
+        success: 200,
+    },
+    Endpoint {
+        method: "PUT",
+        path: "/v1/consent-texts/lead_processing/{unused_text}",
+        body: consent_text_body,
+        allowed: &[Caller::Admin],
+        success: 200,
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/consent-texts/lead_processing/1/activate",
+        body: no_body,
+        allowed: &[Caller::Admin],
         success: 200,
     },
     Endpoint {
@@ -254,10 +319,22 @@ fn role_matrix_every_cell() {
     assert_eq!(status, 201, "{body}");
     let own_lead = body["lead_id"].as_i64().expect("lead_id");
 
+    // A consent text version no consent refers to, for the PUT row.
+    let (status, body, _) = call(
+        server,
+        "POST",
+        "/v1/consent-texts",
+        Some(&keyed.admin),
+        consent_text_body(0).as_ref(),
+    );
+    assert_eq!(status, 201, "{body}");
+    let unused_text = body["version"].as_i64().expect("version");
+
     // Drafts to review: one per allowed approve or reject call, and one that stays pending.
+    // Each lead carries its client's consent, so it reaches the model and gets a draft.
     for n in 0..5 {
         let body = json!({"channel": "web", "external_id": format!("draft-{n}"),
-            "text": "Хочу записаться на маникюр в субботу"});
+            "text": "Хочу записаться на маникюр в субботу", "consent": {"granted": true}});
         let (status, body, _) = call(server, "POST", "/v1/leads", Some(&keyed.bot), Some(&body));
         assert_eq!(status, 201, "{body}");
         assert_eq!(body["status"], "pending_review", "{body}");
@@ -284,6 +361,7 @@ fn role_matrix_every_cell() {
             let path = endpoint
                 .path
                 .replace("{lead}", &own_lead.to_string())
+                .replace("{unused_text}", &unused_text.to_string())
                 .replace("{draft}", &kept_draft.to_string())
                 .replace("{fresh_draft}", &fresh.unwrap_or(0).to_string());
             let key = match caller {

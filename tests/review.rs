@@ -54,6 +54,7 @@ fn qualified_lead(keyed: &Keyed, external_id: &str, text: &str) -> Value {
         "external_id": external_id,
         "text": text,
         "contact": { "name": CLIENT_NAME, "phone": CLIENT_PHONE },
+        "consent": { "granted": true },
     });
     let (status, lead) = bot(keyed, "POST", "/v1/leads", Some(&body));
     assert_eq!(status, 201, "{lead}");

@@ -37,7 +37,8 @@ fn planted_lead(external_id: &str) -> Value {
              стоматологу? Мой номер {PLANTED_PHONE}"
         ),
         "contact": { "name": PLANTED_NAME, "phone": PLANTED_PHONE },
-        "received_at": "2026-12-04T10:00:00Z"
+        "received_at": "2026-12-04T10:00:00Z",
+        "consent": { "granted": true }
     })
 }
 
@@ -248,6 +249,24 @@ fn invalid_bodies_get_4xx() {
             422,
             "invalid_received_at",
         ),
+        (
+            "invalid contact phone",
+            with("contact", json!({"phone": "12-маникюр"})),
+            422,
+            "invalid_contact",
+        ),
+        (
+            "unknown consent version",
+            with("consent", json!({"granted": true, "text_version": 99})),
+            422,
+            "unknown_consent_text",
+        ),
+        (
+            "consent without granted",
+            with("consent", json!({"evidence": "m-1"})),
+            400,
+            "missing_field",
+        ),
     ];
     for (name, body, status, code) in cases {
         let request = agent()
@@ -293,7 +312,8 @@ fn queue_full_answers_202_then_finishes() {
             let keyed = keyed.clone();
             std::thread::spawn(move || {
                 let body = json!({"channel": "whatsapp", "external_id": format!("q-{n}"),
-                    "text": "Хочу записаться на массаж спины в пятницу"});
+                    "text": "Хочу записаться на массаж спины в пятницу",
+                    "consent": {"granted": true}});
                 post_lead(&keyed, &body)
             })
         })
@@ -324,7 +344,7 @@ fn shutdown_finishes_leads_and_restart_keeps_them() {
     let db = dir.path().join("leads.db");
     let keyed = Keyed::start(&db, &["--wait-ms", "0"]);
     let body = json!({"channel": "instagram", "external_id": "r-1",
-        "text": "Сколько стоит стрижка?"});
+        "text": "Сколько стоит стрижка?", "consent": {"granted": true}});
     let (status, first, _) = post_lead(&keyed, &body);
     assert_eq!(status, 202, "{first}");
     let id = first["lead_id"].as_i64().unwrap();

@@ -80,6 +80,7 @@ fn post_lead(server: &Server, key: &str, external_id: &str, text: &str) {
         "external_id": external_id,
         "text": text,
         "contact": { "name": "Эльвира", "phone": "+7 917 555-12-34" },
+        "consent": { "granted": true },
     });
     let request = agent()
         .post(&server.url("/v1/leads"))

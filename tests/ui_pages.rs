@@ -104,7 +104,8 @@ fn staff_page_sessions_and_csrf() {
     let keyed = Keyed::start(&db, &["--wait-ms", "600000"]);
     let base = keyed.server.base.clone();
     let lead = json!({"channel": "web", "external_id": "ui-1",
-        "text": "Хочу записаться на маникюр в субботу", "contact": {"name": "Эльвира"}});
+        "text": "Хочу записаться на маникюр в субботу", "contact": {"name": "Эльвира"},
+        "consent": {"granted": true}});
     let (status, body, _) = call(
         &keyed.server,
         "POST",
@@ -189,7 +190,7 @@ fn staff_page_sessions_and_csrf() {
         "a forged form approved"
     );
 
-    // Staff may not open the template pages.
+    // Staff may not open the template and consent pages.
     let templates = page(
         browser()
             .get(&format!("{base}/ui/templates"))
@@ -197,6 +198,13 @@ fn staff_page_sessions_and_csrf() {
             .call(),
     );
     assert_eq!(templates.status, 403);
+    let consent = page(
+        browser()
+            .get(&format!("{base}/ui/consent"))
+            .set("Cookie", &cookie)
+            .call(),
+    );
+    assert_eq!(consent.status, 403);
 
     // With the token, the reject form works.
     let rejected = page(
@@ -338,6 +346,22 @@ fn admin_template_pages() {
     assert!(
         diff.body.contains("class=\"add\""),
         "no added line in the difference"
+    );
+
+    let consent = page(
+        browser()
+            .get(&format!("{base}/ui/consent"))
+            .set("Cookie", &cookie)
+            .call(),
+    );
+    assert_eq!(consent.status, 200);
+    assert!(
+        consent.body.contains("Цепочка записей цела"),
+        "the chain is not shown as valid"
+    );
+    assert!(
+        consent.body.contains("lead_processing"),
+        "the shipped consent text is missing"
     );
 
     let rollback = page(

@@ -1,35 +1,10 @@
-//! Reading JSON request bodies into typed requests with the API's error codes.
+//! Reading optional JSON request bodies with the API's error codes.
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::HeaderMap;
 use serde::de::DeserializeOwned;
 
-use super::error::{ApiError, json_error};
-
-/// Parses a JSON body into `T`; `fields` are the accepted field names, listed in the
-/// message when the body has another one.
-///
-/// # Errors
-/// 415 when the content type is not JSON, 400 for invalid JSON or fields.
-pub fn parse_json<T: DeserializeOwned>(
-    headers: &HeaderMap,
-    body: &Bytes,
-    fields: &[&str],
-) -> Result<T, ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as JSON with `Content-Type: application/json`",
-        ));
-    }
-    serde_json::from_slice(body).map_err(|e| json_error(&e, fields))
-}
+use super::error::{ApiError, parse_json};
 
 /// Parses an optional JSON body: an empty body gives `T::default()`.
 ///

@@ -11,8 +11,8 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::body::{parse_json, parse_optional_json};
-use super::error::{ApiError, ErrorBody};
+use super::body::parse_optional_json;
+use super::error::{ApiError, ErrorBody, parse_json};
 use crate::auth::{Principal, Role};
 use crate::review::{self, DraftView, ReplyView, ReviewError};
 use crate::store::Actor;

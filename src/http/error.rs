@@ -96,6 +96,16 @@ impl From<PipelineError> for ApiError {
             PipelineError::UnknownLead { id } => {
                 ApiError::not_found("lead_not_found", format!("lead {id} does not exist"))
             }
+            PipelineError::InvalidContact(error) => {
+                ApiError::unprocessable("invalid_contact", error.message)
+            }
+            PipelineError::Store(StoreError::UnknownConsentText { .. }) => ApiError::unprocessable(
+                "unknown_consent_text",
+                format!("{error}; see GET /v1/consent-texts"),
+            ),
+            PipelineError::Store(StoreError::ConsentTextInUse { .. }) => {
+                ApiError::conflict("consent_text_in_use", error.to_string())
+            }
             PipelineError::EngineStopped => {
                 tracing::error!(%error, "request failed");
                 ApiError::new(
@@ -151,6 +161,28 @@ impl From<ReviewError> for ApiError {
     }
 }
 
+/// Parses a JSON request body after checking its content type; errors name only the fields
+/// in `allowed_fields`, never the client's values.
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+    allowed_fields: &[&str],
+) -> Result<T, ApiError> {
+    let is_json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with `Content-Type: application/json`",
+        ));
+    }
+    serde_json::from_slice(body).map_err(|e| json_error(&e, allowed_fields))
+}
+
 /// Classifies a JSON body error without quoting the body: serde's data messages can
 /// contain the client's values, so only our own field names are taken from them.
 pub fn json_error(error: &serde_json::Error, allowed_fields: &[&str]) -> ApiError {
@@ -175,15 +207,20 @@ pub fn json_error(error: &serde_json::Error, allowed_fields: &[&str]) -> ApiErro
             } else if let Some(field) = text
                 .strip_prefix("missing field `")
                 .and_then(|rest| rest.split('`').next())
-                .filter(|field| allowed_fields.contains(field) || *field == "contact")
+                // serde names a missing field of our own types, never a client's key, but
+                // only plain names pass in case that changes.
+                .filter(|field| {
+                    allowed_fields.contains(field)
+                        || field.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+                })
             {
                 ApiError::bad_request("missing_field", format!("the field `{field}` is required"))
             } else {
                 ApiError::bad_request(
                     "invalid_field_type",
                     format!(
-                        "a field has the wrong type (at {position}); strings are expected, \
-                         and `contact` is an object"
+                        "a field has the wrong type (at {position}); /openapi.json lists the \
+                         type of each field"
                     ),
                 )
             }

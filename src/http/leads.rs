@@ -9,10 +9,9 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::body::parse_json;
-use super::error::{ApiError, ErrorBody};
+use super::error::{ApiError, ErrorBody, parse_json};
 use crate::auth::{Principal, Role};
-use crate::pipeline::{Contact, LeadView, Progress, ValidLead};
+use crate::pipeline::{ConsentGate, Contact, GivenConsent, LeadView, Progress, ValidLead};
 use crate::store::Inserted;
 
 /// The maximum size of a lead's text in bytes, after trimming.
@@ -20,7 +19,14 @@ pub const MAX_TEXT_BYTES: usize = 16 * 1024;
 const MAX_ID_BYTES: usize = 256;
 const MAX_CONTACT_BYTES: usize = 256;
 const CHANNELS: [&str; 4] = ["telegram", "whatsapp", "instagram", "web"];
-const FIELDS: [&str; 5] = ["channel", "external_id", "text", "contact", "received_at"];
+const FIELDS: [&str; 6] = [
+    "channel",
+    "external_id",
+    "text",
+    "contact",
+    "received_at",
+    "consent",
+];
 /// Seconds a 202 response tells the bot to wait before it requests the lead again.
 const RETRY_AFTER_SECONDS: u32 = 5;
 
@@ -37,6 +43,20 @@ pub struct LeadRequest {
     contact: Option<ContactRequest>,
     /// RFC 3339 time the bot received the message.
     received_at: Option<String>,
+    /// The client's reply to the consent text, when this message carries it.
+    consent: Option<LeadConsentRequest>,
+}
+
+/// A consent given or withdrawn in the message of a lead.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LeadConsentRequest {
+    /// True when the client agrees, false when they withdraw their consent.
+    granted: bool,
+    /// The consent text version the client saw; by default the active one.
+    text_version: Option<i64>,
+    /// The bot's id of the message with the reply; by default the lead's `external_id`.
+    evidence: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -48,13 +68,31 @@ pub struct ContactRequest {
     handle: Option<String>,
 }
 
-fn validate(request: LeadRequest, key_id: i64) -> Result<ValidLead, ApiError> {
-    if !CHANNELS.contains(&request.channel.as_str()) {
+/// Checks that `channel` is one of the API's channels.
+pub(super) fn check_channel(channel: &str) -> Result<(), ApiError> {
+    if !CHANNELS.contains(&channel) {
         return Err(ApiError::unprocessable(
             "invalid_channel",
             format!("`channel` must be one of {}", CHANNELS.join(", ")),
         ));
     }
+    Ok(())
+}
+
+/// Checks that a time field is RFC 3339, else returns a 422 error with `code`.
+pub(super) fn check_time(code: &'static str, field: &str, value: &str) -> Result<(), ApiError> {
+    let format = time::format_description::well_known::Rfc3339;
+    if time::OffsetDateTime::parse(value, &format).is_err() {
+        return Err(ApiError::unprocessable(
+            code,
+            format!("`{field}` must be an RFC 3339 time such as 2026-12-04T10:00:00Z"),
+        ));
+    }
+    Ok(())
+}
+
+fn validate(request: LeadRequest, key_id: i64) -> Result<ValidLead, ApiError> {
+    check_channel(&request.channel)?;
     let external_id = request.external_id.trim();
     if external_id.is_empty() || external_id.len() > MAX_ID_BYTES {
         return Err(ApiError::unprocessable(
@@ -79,13 +117,7 @@ fn validate(request: LeadRequest, key_id: i64) -> Result<ValidLead, ApiError> {
         ));
     }
     if let Some(received_at) = &request.received_at {
-        let format = time::format_description::well_known::Rfc3339;
-        if time::OffsetDateTime::parse(received_at, &format).is_err() {
-            return Err(ApiError::unprocessable(
-                "invalid_received_at",
-                "`received_at` must be an RFC 3339 time such as 2026-12-04T10:00:00Z",
-            ));
-        }
+        check_time("invalid_received_at", "received_at", received_at)?;
     }
     let contact = match request.contact {
         Some(c) => Contact {
@@ -96,6 +128,19 @@ fn validate(request: LeadRequest, key_id: i64) -> Result<ValidLead, ApiError> {
         },
         None => Contact::default(),
     };
+    let given = request
+        .consent
+        .map(|consent| -> Result<GivenConsent, ApiError> {
+            let evidence = match consent.evidence {
+                Some(evidence) => Some(evidence_field("consent.evidence", &evidence)?),
+                None => None,
+            };
+            Ok(GivenConsent {
+                granted: consent.granted,
+                text_version: consent.text_version,
+                evidence,
+            })
+        });
     Ok(ValidLead {
         channel: request.channel,
         external_id: external_id.to_string(),
@@ -103,7 +148,22 @@ fn validate(request: LeadRequest, key_id: i64) -> Result<ValidLead, ApiError> {
         contact,
         received_at: request.received_at,
         key_id: Some(key_id),
+        consent: ConsentGate::Checked {
+            given: given.transpose()?,
+        },
     })
+}
+
+/// Trims a message id used as evidence of consent and checks its length.
+pub fn evidence_field(name: &str, value: &str) -> Result<String, ApiError> {
+    let value = value.trim();
+    if value.is_empty() || value.len() > MAX_ID_BYTES {
+        return Err(ApiError::unprocessable(
+            "invalid_evidence",
+            format!("`{name}` must have 1 to {MAX_ID_BYTES} bytes"),
+        ));
+    }
+    Ok(value.to_string())
 }
 
 fn contact_field(name: &str, value: Option<String>) -> Result<Option<String>, ApiError> {
@@ -120,6 +180,18 @@ fn contact_field(name: &str, value: Option<String>) -> Result<Option<String>, Ap
     Ok((!value.is_empty()).then(|| value.to_string()))
 }
 
+async fn stored_view(
+    pipeline: &crate::pipeline::Pipeline,
+    id: i64,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let view = pipeline.view(id).await?.ok_or(ApiError::not_found(
+        "lead_not_found",
+        format!("lead {id} disappeared while it was read"),
+    ))?;
+    Ok((status, Json(view)).into_response())
+}
+
 fn accepted_later(lead_id: i64) -> Response {
     let body = serde_json::json!({ "lead_id": lead_id, "status": "processing" });
     let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
@@ -129,7 +201,7 @@ fn accepted_later(lead_id: i64) -> Response {
     response
 }
 
-/// Returns a lead's view unless a bot asks for another key's lead, which it gets as 404.
+/// Returns a lead's view, or a 404 error when a bot requests another key's lead.
 fn visible_to(
     principal: &Principal,
     view: Option<LeadView>,
@@ -144,9 +216,14 @@ fn visible_to(
     post,
     path = "/v1/leads",
     request_body = LeadRequest,
-    security(("api_key" = [])),
+    security(("api_key" = []), ("api_key_header" = [])),
     responses(
-        (status = 201, description = "Qualified: status pending_review or spam", body = LeadView),
+        (
+            status = 201,
+            description = "Qualified (status pending_review or spam), or stored redacted \
+                without a valid consent (status consent_required, with consent_text)",
+            body = LeadView
+        ),
         (status = 200, description = "The same (channel, external_id) again: the stored lead", body = LeadView),
         (status = 202, description = "Accepted, finished in the background; see Retry-After"),
         (status = 400, description = "Invalid JSON, unknown or missing field", body = ErrorBody),
@@ -172,20 +249,20 @@ pub async fn create_lead(
     let lead_id = match pipeline.accept(lead).await? {
         Inserted::Existing(id) => {
             span.record("lead_id", id);
-            let view = pipeline.view(id).await?.ok_or(ApiError::not_found(
-                "lead_not_found",
-                format!("lead {id} disappeared while it was read"),
-            ))?;
-            if view.key_id != Some(principal.key_id) {
-                return Err(ApiError::conflict(
-                    "external_id_taken",
-                    "another API key already sent a lead with this `channel` and \
-                     `external_id`; use an `external_id` of your own",
-                ));
-            }
-            return Ok((StatusCode::OK, Json(view)).into_response());
+            return stored_view(pipeline, id, StatusCode::OK).await;
         }
-        Inserted::Created(id) => id,
+        Inserted::ConsentRequired(id) => {
+            span.record("lead_id", id);
+            return stored_view(pipeline, id, StatusCode::CREATED).await;
+        }
+        Inserted::OtherKey => {
+            return Err(ApiError::conflict(
+                "external_id_taken",
+                "another API key already sent a lead with this `channel` and `external_id`; \
+                 use an `external_id` of your own",
+            ));
+        }
+        Inserted::Created(id) | Inserted::Reopened(id) => id,
     };
     span.record("lead_id", lead_id);
     let progress = pipeline.spawn_process(lead_id);
@@ -212,7 +289,7 @@ pub async fn create_lead(
     get,
     path = "/v1/leads/{id}",
     params(("id" = i64, Path, description = "The lead id from POST /v1/leads")),
-    security(("api_key" = [])),
+    security(("api_key" = []), ("api_key_header" = [])),
     responses(
         (status = 200, description = "The lead as it is now", body = LeadView),
         (status = 401, description = "No key, or an unknown or revoked one", body = ErrorBody),
@@ -232,6 +309,24 @@ pub async fn get_lead(
         )
     })?;
     tracing::Span::current().record("lead_id", id);
-    let view = state.pipeline.view(id).await?;
-    Ok(Json(visible_to(&principal, view, id)?))
+    let view = visible_to(&principal, state.pipeline.view(id).await?, id)?;
+    if view.draft.is_some() {
+        // The draft carries the client's real values, so reading it is journaled.
+        let key_id = principal.key_id;
+        state
+            .pipeline
+            .store
+            .call(move |conn| {
+                let fields = serde_json::json!({ "fields": ["draft"] });
+                crate::store::queries::journal_by(
+                    conn,
+                    "lead_read",
+                    Some(id),
+                    Some(key_id),
+                    &fields,
+                )
+            })
+            .await?;
+    }
+    Ok(Json(view))
 }

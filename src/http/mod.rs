@@ -2,6 +2,8 @@
 //! server's start and graceful shutdown.
 
 pub mod body;
+pub mod consent_texts;
+pub mod consents;
 pub mod drafts;
 pub mod error;
 pub mod leads;
@@ -45,6 +47,13 @@ pub struct AppState {
     paths(
         leads::create_lead,
         leads::get_lead,
+        consents::record_consent,
+        consents::verify_consents,
+        consent_texts::list_texts,
+        consent_texts::add_text,
+        consent_texts::get_text,
+        consent_texts::update_text,
+        consent_texts::activate_text,
         drafts::list_drafts,
         drafts::get_draft,
         drafts::approve,
@@ -61,7 +70,15 @@ pub struct AppState {
     components(schemas(
         leads::LeadRequest,
         leads::ContactRequest,
+        leads::LeadConsentRequest,
         crate::pipeline::LeadView,
+        consents::ConsentRequest,
+        consents::SubjectRequest,
+        consents::ConsentEventView,
+        crate::consent::ConsentTextInput,
+        crate::store::consent::ConsentText,
+        crate::store::consent::ChainReport,
+        crate::store::consent::ChainError,
         crate::review::DraftView,
         crate::review::ReplyView,
         drafts::ApproveRequest,
@@ -101,6 +118,20 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/leads", post(leads::create_lead))
         .route("/v1/leads/{id}", get(leads::get_lead))
+        .route("/v1/consents", post(consents::record_consent))
+        .route("/v1/consents/verify", get(consents::verify_consents))
+        .route(
+            "/v1/consent-texts",
+            get(consent_texts::list_texts).post(consent_texts::add_text),
+        )
+        .route(
+            "/v1/consent-texts/{purpose}/{version}",
+            get(consent_texts::get_text).put(consent_texts::update_text),
+        )
+        .route(
+            "/v1/consent-texts/{purpose}/{version}/activate",
+            post(consent_texts::activate_text),
+        )
         .route("/v1/drafts", get(drafts::list_drafts))
         .route("/v1/drafts/{id}", get(drafts::get_draft))
         .route("/v1/drafts/{id}/approve", post(drafts::approve))

@@ -14,8 +14,8 @@ use serde_json::json;
 use utoipa::ToSchema;
 
 use super::AppState;
-use super::body::parse_json;
-use super::error::{ApiError, ErrorBody};
+
+use super::error::{ApiError, ErrorBody, parse_json};
 use crate::auth::{Principal, Role};
 use crate::draft::templates::{self as checks};
 use crate::store::templates::{self as versions, Activation};

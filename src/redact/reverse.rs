@@ -8,7 +8,8 @@ use super::Mapping;
 /// written in full is not split by a shorter value inside it. A match is replaced only
 /// where it does not continue a word, so the name "Анна" leaves "Аннабель" alone.
 ///
-/// Values the mapping does not know, such as a new phone typed by staff, stay as typed.
+/// NOTE: values the mapping does not know, such as a new phone typed by staff, stay as
+/// typed and so are stored in clear.
 pub fn replace_known(mapping: &Mapping, text: &str) -> String {
     let mut pairs: Vec<(&str, &str)> = mapping
         .entries

@@ -8,6 +8,7 @@
 //! nothing of HTTP. Async callers go through [`Store::call`], which runs the work on a
 //! blocking thread.
 
+pub mod consent;
 pub mod keys;
 pub mod queries;
 pub mod review;
@@ -22,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 
 pub use queries::{
-    DraftRow, Inserted, LeadRecord, LeadWork, NewLead, QualificationRow, TemplateRow,
+    DraftRow, Inserted, LeadGate, LeadRecord, LeadWork, NewLead, QualificationRow, TemplateRow,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +45,20 @@ pub enum StoreError {
 
     #[error("the database task stopped before it finished")]
     TaskFailed,
+
+    /// A consent text version that does not exist; `version: None` means the purpose has
+    /// no active version.
+    #[error("consent text {purpose} version {} does not exist", version.map_or("(active)".to_string(), |v| v.to_string()))]
+    UnknownConsentText {
+        purpose: String,
+        version: Option<i64>,
+    },
+
+    #[error(
+        "consent text {purpose} version {version} is used by the consent log and cannot change; \
+         add a new version instead"
+    )]
+    ConsentTextInUse { purpose: String, version: i64 },
 }
 
 /// A handle to the database; clones share one connection.

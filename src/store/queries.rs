@@ -1,8 +1,9 @@
 //! The statements of the store, one function per unit of work, each in one transaction.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 
+use super::consent::{EventKind, NewConsentEvent, append_event, has_consent, stop_subject};
 use super::{StoreError, now_rfc3339};
 use crate::redact::{Mapping, MappingEntry, PiiKind};
 
@@ -17,19 +18,42 @@ pub struct NewLead {
     pub mapping: Mapping,
     /// The API key that sent the lead; `None` for the command line.
     pub key_id: Option<i64>,
+    /// The lead's subject as (kind, normalised value); `None` for the command line.
+    pub subject: Option<(String, String)>,
+}
+
+/// The consent check of a lead.
+pub struct LeadGate {
+    /// The purpose the subject must have granted, such as `lead_processing`.
+    pub purpose: String,
+    /// A consent event the same request carries, logged before the check.
+    pub consent: Option<NewConsentEvent>,
 }
 
 /// The outcome of [`insert_lead`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
+    /// Stored with its mapping; it waits for the model.
     Created(i64),
+    /// Stored redacted and without its mapping, because the subject has no valid consent.
+    ConsentRequired(i64),
+    /// A lead stored as `consent_required` whose subject has consented since; it is stored
+    /// again from this request's text and waits for the model.
+    Reopened(i64),
     /// The (channel, external_id) pair was already stored under this id.
     Existing(i64),
+    /// Another API key already sent a lead with this (channel, external_id); nothing was
+    /// stored or logged.
+    OtherKey,
 }
 
 /// The fields of a stored lead that the qualification step reads.
 pub struct LeadWork {
     pub id: i64,
+    /// received (waits for the model) or a final status.
+    pub status: String,
+    /// The lead's subject as (kind, normalised value); `None` for the command line.
+    pub subject: Option<(String, String)>,
     pub channel: String,
     pub redacted_text: String,
     pub name_placeholder: Option<String>,
@@ -83,37 +107,66 @@ pub struct LeadRecord {
     pub mapping: Mapping,
 }
 
-/// Writes a lead, its mapping and a journal entry in one transaction, or returns the id of
-/// the lead already stored under the same (channel, external_id).
-pub fn insert_lead(conn: &mut Connection, lead: &NewLead) -> Result<Inserted, StoreError> {
-    let tx = conn.transaction()?;
-    let existing: Option<i64> = tx
+/// Writes a lead and a journal entry in one transaction, or returns the id of the lead
+/// already stored under the same (channel, external_id).
+///
+/// With a `gate`, the consent the request carries is logged first, and the lead keeps its
+/// mapping (the original values) only when its subject has a valid consent. Without one
+/// (the command line), the lead is stored with its mapping.
+pub fn insert_lead(
+    conn: &mut Connection,
+    lead: &NewLead,
+    gate: Option<&LeadGate>,
+) -> Result<Inserted, StoreError> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let existing: Option<(i64, String, Option<i64>)> = tx
         .query_row(
-            "SELECT id FROM leads WHERE channel = ?1 AND external_id = ?2",
+            "SELECT id, status, key_id FROM leads WHERE channel = ?1 AND external_id = ?2",
             params![lead.channel, lead.external_id],
-            |row| row.get(0),
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )
         .optional()?;
-    if let Some(id) = existing {
-        return Ok(Inserted::Existing(id));
+    if existing
+        .as_ref()
+        .is_some_and(|(_, _, key_id)| *key_id != lead.key_id)
+    {
+        return Ok(Inserted::OtherKey);
     }
-    tx.execute(
-        "INSERT INTO leads (channel, external_id, redacted_text, name_placeholder, received_at, \
-         created_at, status, special_category, key_id) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'received', ?7, ?8)",
-        params![
-            lead.channel,
-            lead.external_id,
-            lead.redacted_text,
-            lead.name_placeholder,
-            lead.received_at,
-            now_rfc3339(),
-            lead.special_category,
-            lead.key_id,
-        ],
-    )?;
-    let id = tx.last_insert_rowid();
-    for entry in &lead.mapping.entries {
+    let consented = match (gate, &lead.subject) {
+        (Some(gate), Some((kind, subject))) => {
+            if let Some(event) = &gate.consent {
+                append_event(&tx, event)?;
+                if event.event == EventKind::Withdrawn {
+                    stop_subject(&tx, kind, subject)?;
+                }
+            }
+            has_consent(&tx, kind, subject, &gate.purpose)?
+        }
+        // A lead without a gate is not checked, and one without a subject cannot consent.
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    let inserted = match existing {
+        Some((id, status, _)) if status == "consent_required" && consented => {
+            reopen_lead(&tx, id, lead)?;
+            Inserted::Reopened(id)
+        }
+        Some((id, _, _)) => Inserted::Existing(id),
+        None => {
+            let id = insert_new_lead(&tx, lead, consented)?;
+            if consented {
+                Inserted::Created(id)
+            } else {
+                Inserted::ConsentRequired(id)
+            }
+        }
+    };
+    tx.commit()?;
+    Ok(inserted)
+}
+
+fn insert_mapping(tx: &Transaction<'_>, id: i64, mapping: &Mapping) -> Result<(), StoreError> {
+    for entry in &mapping.entries {
         let occurrences =
             serde_json::to_string(&entry.occurrences).map_err(|e| StoreError::Corrupt {
                 column: "occurrences",
@@ -131,15 +184,113 @@ pub fn insert_lead(conn: &mut Connection, lead: &NewLead) -> Result<Inserted, St
             ],
         )?;
     }
+    Ok(())
+}
+
+fn insert_new_lead(
+    tx: &Transaction<'_>,
+    lead: &NewLead,
+    consented: bool,
+) -> Result<i64, StoreError> {
+    let status = if consented {
+        "received"
+    } else {
+        "consent_required"
+    };
+    let (subject_kind, subject) = lead.subject.clone().unzip();
+    tx.execute(
+        "INSERT INTO leads (channel, external_id, redacted_text, name_placeholder, received_at, \
+         created_at, status, special_category, key_id, subject_kind, subject) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            lead.channel,
+            lead.external_id,
+            lead.redacted_text,
+            lead.name_placeholder,
+            lead.received_at,
+            now_rfc3339(),
+            status,
+            lead.special_category,
+            lead.key_id,
+            subject_kind,
+            subject,
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    if consented {
+        insert_mapping(tx, id, &lead.mapping)?;
+    }
     let fields = serde_json::json!({
         "channel": lead.channel,
         "bytes": lead.redacted_text.len(),
         "placeholders": lead.mapping.len(),
         "special_category": lead.special_category,
+        "status": status,
     });
-    journal_by(&tx, "lead_received", Some(id), lead.key_id, &fields)?;
+    journal_by(tx, "lead_received", Some(id), lead.key_id, &fields)?;
+    Ok(id)
+}
+
+/// Stores a `consent_required` lead again from a new request, now with its mapping.
+fn reopen_lead(tx: &Transaction<'_>, id: i64, lead: &NewLead) -> Result<(), StoreError> {
+    let (subject_kind, subject) = lead.subject.clone().unzip();
+    tx.execute(
+        "UPDATE leads SET redacted_text = ?1, name_placeholder = ?2, received_at = ?3, \
+         special_category = ?4, subject_kind = ?5, subject = ?6, status = 'received' \
+         WHERE id = ?7",
+        params![
+            lead.redacted_text,
+            lead.name_placeholder,
+            lead.received_at,
+            lead.special_category,
+            subject_kind,
+            subject,
+            id,
+        ],
+    )?;
+    tx.execute(
+        "DELETE FROM redaction_mappings WHERE lead_id = ?1",
+        params![id],
+    )?;
+    insert_mapping(tx, id, &lead.mapping)?;
+    let fields = serde_json::json!({
+        "bytes": lead.redacted_text.len(),
+        "placeholders": lead.mapping.len(),
+    });
+    journal_by(tx, "lead_reopened", Some(id), lead.key_id, &fields)?;
+    Ok(())
+}
+
+/// Marks a lead that waited for the model as `consent_required` and removes its mapping,
+/// because its subject has no valid consent any more. Returns false when the lead no longer
+/// waited.
+pub fn block_lead(conn: &mut Connection, lead_id: i64) -> Result<bool, StoreError> {
+    let tx = conn.transaction()?;
+    let changed = tx.execute(
+        "UPDATE leads SET status = 'consent_required' WHERE id = ?1 AND status = 'received'",
+        params![lead_id],
+    )?;
+    if changed == 0 {
+        return Ok(false);
+    }
+    tx.execute(
+        "DELETE FROM redaction_mappings WHERE lead_id = ?1",
+        params![lead_id],
+    )?;
+    journal(&tx, "lead_blocked", Some(lead_id), &serde_json::json!({}))?;
     tx.commit()?;
-    Ok(Inserted::Created(id))
+    Ok(true)
+}
+
+/// Returns the status of lead `id`, or `None` when it is unknown.
+pub fn lead_status(conn: &Connection, id: i64) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT status FROM leads WHERE id = ?1",
+            params![id],
+            |row| row.get(0),
+        )
+        .optional()?)
 }
 
 /// Appends a journal entry of the server or the command line. `fields` must hold ids,
@@ -208,22 +359,29 @@ pub(crate) fn load_mapping(conn: &Connection, lead_id: i64) -> Result<Mapping, S
 pub fn load_work(conn: &Connection, id: i64) -> Result<Option<LeadWork>, StoreError> {
     let row = conn
         .query_row(
-            "SELECT channel, redacted_text, name_placeholder FROM leads WHERE id = ?1",
+            "SELECT channel, redacted_text, name_placeholder, status, subject_kind, subject \
+             FROM leads WHERE id = ?1",
             params![id],
             |row| {
                 Ok((
                     row.get::<_, String>(0)?,
                     row.get::<_, String>(1)?,
                     row.get::<_, Option<String>>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, Option<String>>(4)?,
+                    row.get::<_, Option<String>>(5)?,
                 ))
             },
         )
         .optional()?;
-    let Some((channel, redacted_text, name_placeholder)) = row else {
+    let Some((channel, redacted_text, name_placeholder, status, subject_kind, subject)) = row
+    else {
         return Ok(None);
     };
     Ok(Some(LeadWork {
         id,
+        status,
+        subject: subject_kind.zip(subject),
         channel,
         redacted_text,
         name_placeholder,
@@ -242,14 +400,23 @@ pub fn unfinished_leads(conn: &Connection) -> Result<Vec<i64>, StoreError> {
 }
 
 /// Stores a qualification, the draft (if any) and the lead's new status in one transaction.
+/// Returns false, storing nothing, when the lead no longer waits for the model (its
+/// subject withdrew consent meanwhile).
 pub fn finish_lead(
     conn: &mut Connection,
     lead_id: i64,
     status: &str,
     qualification: &QualificationRow,
     draft: Option<&DraftRow>,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let tx = conn.transaction()?;
+    let changed = tx.execute(
+        "UPDATE leads SET status = ?1 WHERE id = ?2 AND status = 'received'",
+        params![status, lead_id],
+    )?;
+    if changed == 0 {
+        return Ok(false);
+    }
     let q = qualification;
     let missing = serde_json::to_string(&q.missing_fields).map_err(|e| StoreError::Corrupt {
         column: "missing_fields",
@@ -294,10 +461,6 @@ pub fn finish_lead(
             ],
         )?;
     }
-    tx.execute(
-        "UPDATE leads SET status = ?1 WHERE id = ?2",
-        params![status, lead_id],
-    )?;
     let fields = serde_json::json!({
         "status": status,
         "service": q.service,
@@ -308,7 +471,7 @@ pub fn finish_lead(
     });
     journal(&tx, "lead_qualified", Some(lead_id), &fields)?;
     tx.commit()?;
-    Ok(())
+    Ok(true)
 }
 
 /// Marks a lead whose processing failed, so it is not retried at every start.
@@ -477,14 +640,15 @@ mod tests {
             special_category: false,
             mapping: redaction.mapping,
             key_id: None,
+            subject: None,
         }
     }
 
     #[test]
     fn repeated_external_id_returns_existing() -> Result<(), StoreError> {
         let (_dir, store) = test_store();
-        let first = store.call_blocking(|c| insert_lead(c, &sample_lead()))?;
-        let second = store.call_blocking(|c| insert_lead(c, &sample_lead()))?;
+        let first = store.call_blocking(|c| insert_lead(c, &sample_lead(), None))?;
+        let second = store.call_blocking(|c| insert_lead(c, &sample_lead(), None))?;
         let Inserted::Created(id) = first else {
             panic!("first insert was {first:?}");
         };
@@ -496,7 +660,7 @@ mod tests {
     fn mapping_round_trips() -> Result<(), StoreError> {
         let (_dir, store) = test_store();
         let lead = sample_lead();
-        let Inserted::Created(id) = store.call_blocking(|c| insert_lead(c, &lead))? else {
+        let Inserted::Created(id) = store.call_blocking(|c| insert_lead(c, &lead, None))? else {
             panic!("not created");
         };
         let work = store

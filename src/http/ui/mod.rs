@@ -1,11 +1,12 @@
 //! The staff page at `/ui`: server-rendered HTML in Russian that works without
 //! JavaScript. Staff sign in with their key, then approve, edit or reject drafted
-//! replies; admins also manage the response templates.
+//! replies; admins also manage the response templates and consent texts.
 //!
 //! Every page that shows a lead's personal data writes a journal entry through
 //! `review::get_draft`. Pages are sent with `Cache-Control: no-store` and a content
 //! security policy that allows no scripts.
 
+mod consent;
 mod drafts;
 mod session;
 mod templates;
@@ -38,6 +39,7 @@ static PAGES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         ("message.html", include_str!("pages/message.html")),
         ("templates.html", include_str!("pages/templates.html")),
         ("template.html", include_str!("pages/template.html")),
+        ("consent.html", include_str!("pages/consent.html")),
     ];
     for (name, source) in pages {
         environment
@@ -62,6 +64,8 @@ pub fn routes() -> Router<AppState> {
         .route("/ui/templates/{kind}/save", post(templates::save))
         .route("/ui/templates/{kind}/activate", post(templates::activate))
         .route("/ui/templates/{kind}/rollback", post(templates::rollback))
+        .route("/ui/consent", get(consent::show))
+        .route("/ui/consent/activate", post(consent::activate))
 }
 
 /// The signed-in key as the page header shows it.

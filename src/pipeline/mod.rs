@@ -1,8 +1,12 @@
-//! The path of one lead: accept (redact and store), qualify, draft, store the result.
+//! The path of one lead: accept (redact, check consent, store), qualify, draft, store the
+//! result.
 //!
 //! This is the only module that ties the redactor, the engine and the store together. The
-//! engine sees only the redacted text; the original values stay in the store's mapping and
-//! are filled back only into the draft shown to the bot and staff.
+//! engine sees only the redacted text of leads whose subject has a valid consent; the
+//! original values stay in the store's mapping and are filled back only into the draft
+//! shown to the bot and staff.
+
+mod gate;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,11 +19,17 @@ use tracing::Instrument;
 use utoipa::ToSchema;
 
 use crate::config::Settings;
+use crate::consent::InvalidSubject;
 use crate::draft;
 use crate::engine::{Engine, EngineError, Generation};
 use crate::qualify::{PROMPT_VERSION, Qualifier};
 use crate::redact::{KnownValue, PiiKind, redact_with_known, restore_draft};
-use crate::store::{self, DraftRow, Inserted, LeadRecord, NewLead, QualificationRow, Store};
+use crate::store::consent::ConsentText;
+use crate::store::{
+    self, DraftRow, Inserted, LeadRecord, LeadWork, NewLead, QualificationRow, Store,
+};
+
+pub use gate::{ConsentGate, GivenConsent};
 
 /// How long a lead that found the engine queue full waits before it tries again.
 const OVERLOADED_RETRY: Duration = Duration::from_millis(250);
@@ -33,6 +43,7 @@ pub struct ValidLead {
     pub received_at: Option<String>,
     /// The API key that sent the lead; `None` for the command line.
     pub key_id: Option<i64>,
+    pub consent: ConsentGate,
 }
 
 /// Contact fields sent beside the text; each is personal data.
@@ -57,6 +68,10 @@ pub enum PipelineError {
 
     #[error("lead {id} is not stored")]
     UnknownLead { id: i64 },
+
+    /// A contact field that should name the lead's subject cannot be normalised.
+    #[error(transparent)]
+    InvalidContact(#[from] InvalidSubject),
 }
 
 /// The outcome of a processing attempt, reported to the request that started it.
@@ -122,8 +137,12 @@ pub struct LeadView {
     /// The API key that sent the lead, for the check that a bot reads only its own leads.
     #[serde(skip)]
     pub key_id: Option<i64>,
-    /// received, processing, pending_review, spam or failed.
+    /// processing, pending_review, spam, consent_required or failed.
     pub status: String,
+    /// The active consent text, when the status is consent_required: the bot shows it to
+    /// the client and sends the answer as `consent`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consent_text: Option<ConsentText>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub qualification: Option<QualificationView>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -149,6 +168,7 @@ impl LeadView {
             lead_id: record.id,
             key_id: record.key_id,
             status,
+            consent_text: None,
             qualification: record.qualification.map(QualificationView::from_row),
             draft: record.draft.map(|d| DraftView {
                 text: restore_draft(&record.mapping, &d.text),
@@ -190,10 +210,11 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Builds the pipeline and loads the shipped templates into the store when it has none.
+    /// Builds the pipeline and loads the shipped templates and consent text into the store
+    /// when it has none.
     ///
     /// # Errors
-    /// When the prompt does not render or the templates cannot be stored.
+    /// When the prompt or the consent text does not render, or the store fails.
     pub fn new(
         settings: Arc<Settings>,
         engine: Engine,
@@ -205,6 +226,19 @@ impl Pipeline {
         let seeded = store.call_blocking(|conn| store::queries::seed_templates(conn, &shipped))?;
         if seeded > 0 {
             tracing::info!(templates = seeded, "loaded the shipped reply templates");
+        }
+        let consent_text = crate::consent::shipped_text(&settings.operator)?;
+        if store.call_blocking(|conn| store::consent::seed_text(conn, &consent_text))? {
+            tracing::info!(
+                purpose = %consent_text.purpose,
+                "loaded the shipped consent text as version 1"
+            );
+        }
+        if settings.operator.is_example {
+            tracing::warn!(
+                "the [operator] settings are the shipped examples; the consent text names a \
+                 made-up operator until you set your own and remove `is_example`"
+            );
         }
         Ok(Pipeline {
             settings,
@@ -220,16 +254,36 @@ impl Pipeline {
     /// (channel, external_id).
     pub async fn accept(&self, lead: ValidLead) -> Result<Inserted, PipelineError> {
         let known = [
-            (PiiKind::Person, lead.contact.name),
-            (PiiKind::Phone, lead.contact.phone),
-            (PiiKind::Email, lead.contact.email),
-            (PiiKind::Handle, lead.contact.handle),
+            (PiiKind::Person, lead.contact.name.clone()),
+            (PiiKind::Phone, lead.contact.phone.clone()),
+            (PiiKind::Email, lead.contact.email.clone()),
+            (PiiKind::Handle, lead.contact.handle.clone()),
         ]
         .into_iter()
         .filter_map(|(kind, value)| value.map(|value| KnownValue { kind, value }))
         .collect::<Vec<_>>();
         let name_given = known.first().is_some_and(|k| k.kind == PiiKind::Person);
         let (redaction, placeholders) = redact_with_known(&lead.text, &known);
+        let gate = match lead.consent {
+            ConsentGate::NotChecked => None,
+            checked => {
+                let subject = gate::lead_subject(
+                    &lead.contact,
+                    &redaction.spans,
+                    &lead.channel,
+                    &lead.external_id,
+                )?;
+                let store_gate = gate::lead_gate(
+                    checked,
+                    &subject,
+                    &lead.channel,
+                    &lead.external_id,
+                    lead.received_at.as_deref(),
+                    lead.key_id,
+                );
+                Some((subject, store_gate))
+            }
+        };
         let name_placeholder = if name_given {
             placeholders.first().cloned().flatten()
         } else {
@@ -244,10 +298,14 @@ impl Pipeline {
             special_category: redaction.special_category,
             mapping: redaction.mapping,
             key_id: lead.key_id,
+            subject: gate
+                .as_ref()
+                .map(|(subject, _)| (subject.kind.as_str().to_string(), subject.value.clone())),
         };
+        let store_gate = gate.and_then(|(_, store_gate)| store_gate);
         let inserted = self
             .store
-            .call(move |conn| store::queries::insert_lead(conn, &new_lead))
+            .call(move |conn| store::queries::insert_lead(conn, &new_lead, store_gate.as_ref()))
             .await?;
         Ok(inserted)
     }
@@ -258,7 +316,17 @@ impl Pipeline {
             .store
             .call(move |conn| store::queries::load_lead(conn, id))
             .await?;
-        Ok(record.map(LeadView::from_record))
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        let mut view = LeadView::from_record(record);
+        if view.status == "consent_required" {
+            view.consent_text = self
+                .store
+                .call(|conn| store::consent::active_text(conn, crate::consent::LEAD_PROCESSING))
+                .await?;
+        }
+        Ok(Some(view))
     }
 
     /// Starts processing lead `id` in a background task and returns a receiver that
@@ -331,11 +399,17 @@ impl Pipeline {
         Ok(ids.len())
     }
 
+    /// Runs the model on a lead's redacted text. Returns `Ok(None)` when the lead stopped
+    /// waiting (its subject withdrew consent) and `Ok(Some(None))` when the model failed,
+    /// so that the rules alone qualify the lead.
     async fn generate(
         &self,
-        redacted: &str,
+        work: &LeadWork,
         report: &mut Option<oneshot::Sender<Progress>>,
-    ) -> Result<Option<Generation>, PipelineError> {
+    ) -> Result<Option<Option<Generation>>, PipelineError> {
+        let stopped = self.stopped(work.id, work.subject.is_some());
+        tokio::pin!(stopped);
+        let redacted = work.redacted_text.as_str();
         // TODO: the engine takes any String; a type that only `redact` can build would
         // make sending unredacted text to the model a compile error.
         let request = self.qualifier.request(redacted);
@@ -343,19 +417,27 @@ impl Pipeline {
         tracing::debug!(prompt_sha256 = %prompt_sha, bytes = redacted.len(), "queueing the prompt");
         tracing::trace!(target: "leadgate::prompt", prompt = redacted, "redacted user message");
         loop {
-            match self.engine.generate(request.clone()).await {
-                Ok(generation) => return Ok(Some(generation)),
+            // Dropping the engine's future cancels the request unless the model started it.
+            let result = tokio::select! {
+                result = self.engine.generate(request.clone()) => result,
+                () = &mut stopped => return Ok(None),
+            };
+            match result {
+                Ok(generation) => return Ok(Some(Some(generation))),
                 Err(EngineError::Overloaded { .. }) => {
                     if let Some(report) = report.take() {
                         let _ = report.send(Progress::Queued);
                     }
-                    tokio::time::sleep(OVERLOADED_RETRY).await;
+                    tokio::select! {
+                        () = tokio::time::sleep(OVERLOADED_RETRY) => {}
+                        () = &mut stopped => return Ok(None),
+                    }
                 }
                 Err(EngineError::Stopped) => return Err(PipelineError::EngineStopped),
                 Err(error) => {
                     // The rules still qualify the lead; the model's fields count as unknown.
                     tracing::warn!(%error, "the model failed on a lead; qualifying by rules only");
-                    return Ok(None);
+                    return Ok(Some(None));
                 }
             }
         }
@@ -372,7 +454,26 @@ impl Pipeline {
             .call(move |conn| store::queries::load_work(conn, id))
             .await?
             .ok_or(PipelineError::UnknownLead { id })?;
-        let generation = self.generate(&work.redacted_text, report).await?;
+        if work.status != "received" {
+            return Ok(());
+        }
+        if !self.subject_consented(&work.subject).await? {
+            self.store
+                .call(move |conn| store::queries::block_lead(conn, id))
+                .await?;
+            tracing::info!(
+                lead_id = id,
+                "the subject has no valid consent; lead not processed"
+            );
+            return Ok(());
+        }
+        let Some(generation) = self.generate(&work, report).await? else {
+            tracing::info!(
+                lead_id = id,
+                "consent withdrawn while the lead waited; not processed"
+            );
+            return Ok(());
+        };
         let name_known = work.name_placeholder.is_some();
         let qualification =
             self.qualifier
@@ -425,11 +526,19 @@ impl Pipeline {
             template_version: d.template_version,
             template_service: d.template_service,
         });
-        self.store
+        let stored = self
+            .store
             .call(move |conn| {
                 store::queries::finish_lead(conn, id, status, &row, draft_row.as_ref())
             })
             .await?;
+        if !stored {
+            tracing::info!(
+                lead_id = id,
+                "consent withdrawn while the model ran; result discarded"
+            );
+            return Ok(());
+        }
         record_metrics(&qualification, &timings, total_ms);
         tracing::info!(
             lead_id = id,
