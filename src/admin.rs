@@ -46,6 +46,15 @@ impl DbArgs {
             .with_context(|| format!("cannot open database {}", settings.db.display()))?;
         Ok((settings, store))
     }
+
+    /// Like [`DbArgs::open`], and loads the shipped consent text as the server does on its
+    /// first start, so that the consent commands see the same version 1.
+    fn open_with_consent_text(&self) -> anyhow::Result<(Settings, Store)> {
+        let (settings, store) = self.open()?;
+        let shipped = consent::shipped_text(&settings.operator)?;
+        store.call_blocking(|conn| stored_consent::seed_text(conn, &shipped))?;
+        Ok((settings, store))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -211,7 +220,7 @@ pub fn consent(command: ConsentCommand) -> anyhow::Result<ExitCode> {
 fn texts(command: TextsCommand) -> anyhow::Result<ExitCode> {
     let text = match command {
         TextsCommand::List { db } => {
-            let (_, store) = db.open()?;
+            let (_, store) = db.open_with_consent_text()?;
             let texts = store.call_blocking(|conn| stored_consent::list_texts(conn))?;
             println!("{}", serde_json::to_string_pretty(&texts)?);
             return Ok(ExitCode::SUCCESS);
@@ -221,7 +230,7 @@ fn texts(command: TextsCommand) -> anyhow::Result<ExitCode> {
             purpose,
             version,
         } => {
-            let (_, store) = db.open()?;
+            let (_, store) = db.open_with_consent_text()?;
             store
                 .call_blocking(|conn| stored_consent::get_text(conn, &purpose, version))?
                 .with_context(|| {
@@ -236,7 +245,7 @@ fn texts(command: TextsCommand) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let input = consent::parse_text_file(&source)
                 .with_context(|| format!("invalid consent text file {}", file.display()))?;
-            let (settings, store) = db.open()?;
+            let (settings, store) = db.open_with_consent_text()?;
             let new_text = consent::prepare_text(input, &settings.operator)
                 .with_context(|| format!("invalid consent text in {}", file.display()))?;
             store.call_blocking(|conn| stored_consent::add_text(conn, &new_text, None))?
@@ -246,7 +255,7 @@ fn texts(command: TextsCommand) -> anyhow::Result<ExitCode> {
             purpose,
             version,
         } => {
-            let (_, store) = db.open()?;
+            let (_, store) = db.open_with_consent_text()?;
             store.call_blocking(|conn| {
                 stored_consent::activate_text(conn, &purpose, version, None)
             })?
