@@ -27,9 +27,9 @@ const CALLERS: [Caller; 5] = [
 /// One endpoint of the matrix: the roles that may use it and the status they get.
 struct Endpoint {
     method: &'static str,
-    /// The path; `{lead}` stands for a lead the bot created, `{unused_text}` for a
-    /// consent text version that no consent refers to, and `{draft}`, `{fresh_draft}` for
-    /// drafts as described at [`ENDPOINTS`].
+    /// The path. `{lead}` stands for a lead the bot created, and `{unused_text}` for a
+    /// consent text version that no consent refers to. [`ENDPOINTS`] describes `{draft}`
+    /// and `{fresh_draft}`.
     path: &'static str,
     /// The body for the n-th call, so that calls that create something do not collide.
     body: fn(usize) -> Option<Value>,
