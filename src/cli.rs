@@ -51,6 +51,8 @@ pub enum Command {
     /// Manages consent texts, prints the consent log and verifies its hash chain.
     #[command(subcommand)]
     Consent(crate::admin::ConsentCommand),
+    /// Lists, shows, saves, activates, rolls back and compares response template versions.
+    Templates(crate::template_commands::TemplatesArgs),
     /// Prints the token ids of a text as JSON, control-token text parsed as control tokens.
     Tokenize(TokenizeArgs),
     /// Reads one text from standard input and prints it redacted, with the spans found and
@@ -391,6 +393,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Model(command) => model_command(command),
         Command::Keys(command) => crate::admin::keys(command),
         Command::Consent(command) => crate::admin::consent(command),
+        Command::Templates(args) => crate::template_commands::run(args),
         Command::Tokenize(args) => tokenize(args),
         Command::Redact { mapping } => redact(mapping),
         Command::EvalRedaction { file, misses } => eval_redaction(&file, misses),

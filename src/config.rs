@@ -50,6 +50,40 @@ pub struct Settings {
     pub limits: Limits,
     pub operator: Operator,
     pub services: Vec<Service>,
+    /// Where approved replies are sent; `None` leaves the bot to poll `GET /v1/replies`.
+    #[serde(default)]
+    pub webhook: Option<Webhook>,
+}
+
+/// The bot's reply webhook. Its bearer token comes from the environment variable
+/// `LEADGATE_WEBHOOK_TOKEN`, never from this file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    /// An http:// or https:// URL that receives each approved reply as a JSON POST.
+    pub url: String,
+    /// Attempts per reply before its delivery is marked failed.
+    #[serde(default = "default_webhook_attempts")]
+    pub max_attempts: u32,
+    /// Milliseconds before the first retry; each later retry waits twice as long, up to
+    /// ten minutes.
+    #[serde(default = "default_webhook_first_retry_ms")]
+    pub first_retry_ms: u64,
+    /// Milliseconds one attempt may take, connecting included.
+    #[serde(default = "default_webhook_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_webhook_attempts() -> u32 {
+    8
+}
+
+fn default_webhook_first_retry_ms() -> u64 {
+    2000
+}
+
+fn default_webhook_timeout_ms() -> u64 {
+    10_000
 }
 
 /// Database settings: where the key comes from, the unencrypted mode and the lock wait.
@@ -241,6 +275,14 @@ impl Settings {
         }
         if !self.services.iter().any(|s| s.id == "other") {
             bail!("the catalog needs a service with id `other` for leads that fit no service");
+        }
+        if let Some(webhook) = &self.webhook {
+            if !(webhook.url.starts_with("http://") || webhook.url.starts_with("https://")) {
+                bail!("webhook.url must start with http:// or https://");
+            }
+            if webhook.max_attempts == 0 {
+                bail!("webhook.max_attempts is 0; at least one attempt is needed");
+            }
         }
         let operator = &self.operator;
         let fields = [

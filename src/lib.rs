@@ -15,4 +15,7 @@ pub mod models;
 pub mod pipeline;
 pub mod qualify;
 pub mod redact;
+pub mod review;
 pub mod store;
+pub mod template_commands;
+pub mod webhook;

@@ -27,8 +27,9 @@ const CALLERS: [Caller; 5] = [
 /// One endpoint of the matrix: the roles that may use it and the status they get.
 struct Endpoint {
     method: &'static str,
-    /// The path; `{lead}` stands for a lead the bot created and `{unused_text}` for a
-    /// consent text version that no consent refers to.
+    /// The path. `{lead}` stands for a lead the bot created, and `{unused_text}` for a
+    /// consent text version that no consent refers to. [`ENDPOINTS`] describes `{draft}`
+    /// and `{fresh_draft}`.
     path: &'static str,
     /// The body for the n-th call, so that calls that create something do not collide.
     body: fn(usize) -> Option<Value>,
@@ -61,7 +62,23 @@ fn consent_text_body(_: usize) -> Option<Value> {
     )
 }
 
-/// Every `/v1` endpoint. A row added here is checked for all five callers.
+fn empty_body(_: usize) -> Option<Value> {
+    Some(json!({}))
+}
+
+fn reason_body(_: usize) -> Option<Value> {
+    Some(json!({"reason": "Клиенту ответили по телефону"}))
+}
+
+fn template_body(_: usize) -> Option<Value> {
+    Some(json!({"body": "Здравствуйте{% if name %}, {{ name }}{% endif %}!", "activate": true}))
+}
+
+const REVIEWERS: &[Caller] = &[Caller::Staff, Caller::Admin];
+
+/// Every `/v1` endpoint. A row added here is checked for all five callers. In a path,
+/// `{draft}` is a pending draft, and `{fresh_draft}` a draft that no allowed caller has
+/// reviewed yet, a new one for each of them.
 const ENDPOINTS: &[Endpoint] = &[
     Endpoint {
         method: "POST",
@@ -122,6 +139,90 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint {
         method: "POST",
         path: "/v1/consent-texts/lead_processing/1/activate",
+        body: no_body,
+        allowed: &[Caller::Admin],
+        success: 200,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/drafts?status=pending",
+        body: no_body,
+        allowed: REVIEWERS,
+        success: 200,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/drafts/{draft}",
+        body: no_body,
+        allowed: REVIEWERS,
+        success: 200,
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/drafts/{fresh_draft}/approve",
+        body: empty_body,
+        allowed: REVIEWERS,
+        success: 200,
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/drafts/{fresh_draft}/reject",
+        body: reason_body,
+        allowed: REVIEWERS,
+        success: 200,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/replies?since=0",
+        body: no_body,
+        allowed: &[Caller::Bot],
+        success: 200,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/templates",
+        body: no_body,
+        allowed: &[Caller::Admin],
+        success: 200,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/templates/fallback/versions",
+        body: no_body,
+        allowed: &[Caller::Admin],
+        success: 200,
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/templates/fallback/versions",
+        body: template_body,
+        allowed: &[Caller::Admin],
+        success: 201,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/templates/fallback/versions/1",
+        body: no_body,
+        allowed: &[Caller::Admin],
+        success: 200,
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/templates/fallback/rollback",
+        body: empty_body,
+        allowed: &[Caller::Admin],
+        success: 200,
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/templates/fallback/versions/2/activate",
+        body: empty_body,
+        allowed: &[Caller::Admin],
+        success: 200,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/templates/fallback/diff?from=1&to=2",
         body: no_body,
         allowed: &[Caller::Admin],
         success: 200,
@@ -229,13 +330,40 @@ fn role_matrix_every_cell() {
     assert_eq!(status, 201, "{body}");
     let unused_text = body["version"].as_i64().expect("version");
 
+    // Drafts to review: one per allowed approve or reject call, and one that stays pending.
+    // Each lead carries its client's consent, so it reaches the model and gets a draft.
+    for n in 0..5 {
+        let body = json!({"channel": "web", "external_id": format!("draft-{n}"),
+            "text": "Хочу записаться на маникюр в субботу", "consent": {"granted": true}});
+        let (status, body, _) = call(server, "POST", "/v1/leads", Some(&keyed.bot), Some(&body));
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["status"], "pending_review", "{body}");
+    }
+    let (status, pending, _) = call(server, "GET", "/v1/drafts", Some(&keyed.staff), None);
+    assert_eq!(status, 200, "{pending}");
+    let mut fresh_drafts: Vec<i64> = pending["drafts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|draft| draft["draft_id"].as_i64().unwrap())
+        .collect();
+    let kept_draft = fresh_drafts.remove(0);
+
     let mut calls = 2;
     for endpoint in ENDPOINTS {
-        let path = endpoint
-            .path
-            .replace("{lead}", &own_lead.to_string())
-            .replace("{unused_text}", &unused_text.to_string());
         for caller in CALLERS {
+            let uses_fresh = endpoint.path.contains("{fresh_draft}");
+            let fresh = if uses_fresh && endpoint.allowed.contains(&caller) {
+                fresh_drafts.pop()
+            } else {
+                fresh_drafts.last().copied()
+            };
+            let path = endpoint
+                .path
+                .replace("{lead}", &own_lead.to_string())
+                .replace("{unused_text}", &unused_text.to_string())
+                .replace("{draft}", &kept_draft.to_string())
+                .replace("{fresh_draft}", &fresh.unwrap_or(0).to_string());
             let key = match caller {
                 Caller::NoKey => None,
                 Caller::Revoked => Some(revoked.as_str()),

@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::draft::templates::TemplateError;
 use crate::pipeline::PipelineError;
+use crate::review::ReviewError;
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -156,6 +158,41 @@ impl From<PipelineError> for ApiError {
                     "internal_error",
                     "the server failed to handle the request; see the server log",
                 )
+            }
+        }
+    }
+}
+
+impl From<TemplateError> for ApiError {
+    fn from(error: TemplateError) -> ApiError {
+        let code = match &error {
+            TemplateError::UnknownKind { .. } => "unknown_template_kind",
+            TemplateError::UnknownService { .. } => "unknown_service",
+            TemplateError::EmptyBody => "empty_template",
+            TemplateError::BodyTooLong { .. } => "template_too_long",
+            TemplateError::Syntax { .. } => "template_syntax_error",
+            TemplateError::UnknownVariable { .. } => "unknown_template_variable",
+            TemplateError::Render { .. } => "template_render_error",
+        };
+        ApiError::unprocessable(code, error.to_string())
+    }
+}
+
+impl From<ReviewError> for ApiError {
+    fn from(error: ReviewError) -> ApiError {
+        match error {
+            ReviewError::Store(error) => ApiError::from(error),
+            ReviewError::NotFound { .. } => {
+                ApiError::not_found("draft_not_found", error.to_string())
+            }
+            ReviewError::AlreadyReviewed { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "draft_already_reviewed",
+                error.to_string(),
+            ),
+            ReviewError::Empty { .. } => ApiError::unprocessable("empty_text", error.to_string()),
+            ReviewError::TooLong { .. } => {
+                ApiError::unprocessable("text_too_long", error.to_string())
             }
         }
     }

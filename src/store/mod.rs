@@ -1,5 +1,6 @@
-//! SQLite storage of leads, redaction mappings, qualifications, drafts, templates, API keys,
-//! consent texts, the consent log and the journal.
+//! SQLite storage of leads, redaction mappings, qualifications, drafts and their review,
+//! template versions, replies, webhook deliveries, API keys, consent texts, the consent log
+//! and the journal.
 //!
 //! One SQLCipher-encrypted file in WAL mode with `synchronous=FULL`, so a committed lead
 //! survives a power loss (see [`key::open_connection`]). Every statement binds its values as parameters: rusqlite puts the SQL text into some
@@ -12,7 +13,11 @@ pub mod consent;
 pub mod key;
 pub mod keys;
 pub mod queries;
+pub mod review;
 mod schema;
+pub mod sessions;
+pub mod templates;
+pub mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -146,6 +151,24 @@ impl Store {
         self.call_blocking(|conn| Ok(conn.query_row("SELECT 1", [], |row| row.get::<_, i64>(0))?))
             .is_ok()
     }
+}
+
+/// Who did something, as stored beside what they did: an API key's name and id, or a
+/// label such as `cli` with no key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    pub key_id: Option<i64>,
+    pub name: String,
+}
+
+/// Opens a new database with a fixed test key in a temporary folder, which is removed when
+/// the returned `TempDir` drops.
+#[cfg(test)]
+pub(crate) fn temporary_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = DbKey::Passphrase("test key".into());
+    let store = Store::open(&dir.path().join("test.db"), &key, Duration::from_secs(5)).unwrap();
+    (dir, store)
 }
 
 /// The current UTC time in RFC 3339, the format of every time column.

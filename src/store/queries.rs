@@ -84,6 +84,8 @@ pub struct DraftRow {
     pub text: String,
     pub template_kind: String,
     pub template_version: i64,
+    /// The service of the template version used, `None` for the kind's general one.
+    pub template_service: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -318,7 +320,7 @@ pub fn journal_by(
     Ok(())
 }
 
-fn load_mapping(conn: &Connection, lead_id: i64) -> Result<Mapping, StoreError> {
+pub(crate) fn load_mapping(conn: &Connection, lead_id: i64) -> Result<Mapping, StoreError> {
     let mut statement = conn.prepare(
         "SELECT placeholder, kind, value, occurrences FROM redaction_mappings \
          WHERE lead_id = ?1 ORDER BY rowid",
@@ -447,12 +449,14 @@ pub fn finish_lead(
     if let Some(draft) = draft {
         tx.execute(
             "INSERT OR REPLACE INTO drafts (lead_id, text, template_kind, template_version, \
-             status, created_at) VALUES (?1, ?2, ?3, ?4, 'pending_review', ?5)",
+             template_service, status, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending_review', ?6)",
             params![
                 lead_id,
                 draft.text,
                 draft.template_kind,
                 draft.template_version,
+                draft.template_service,
                 now_rfc3339()
             ],
         )?;
@@ -487,7 +491,7 @@ pub fn fail_lead(conn: &mut Connection, lead_id: i64, reason: &str) -> Result<()
     Ok(())
 }
 
-fn load_qualification(
+pub(crate) fn load_qualification(
     conn: &Connection,
     lead_id: i64,
 ) -> Result<Option<QualificationRow>, StoreError> {
@@ -545,13 +549,15 @@ pub fn load_lead(conn: &Connection, id: i64) -> Result<Option<LeadRecord>, Store
     };
     let draft = conn
         .query_row(
-            "SELECT text, template_kind, template_version FROM drafts WHERE lead_id = ?1",
+            "SELECT text, template_kind, template_version, template_service FROM drafts \
+             WHERE lead_id = ?1",
             params![id],
             |row| {
                 Ok(DraftRow {
                     text: row.get(0)?,
                     template_kind: row.get(1)?,
                     template_version: row.get(2)?,
+                    template_service: row.get(3)?,
                 })
             },
         )
@@ -623,9 +629,7 @@ mod tests {
     }
 
     fn test_store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir.path().join("test.db")).unwrap();
-        (dir, store)
+        crate::store::temporary_store()
     }
 
     fn sample_lead() -> NewLead {
@@ -678,7 +682,7 @@ mod tests {
         let store = open(&path)?;
         let version: i64 =
             store.call_blocking(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))?;
-        assert_eq!(version, 2);
+        assert_eq!(version, 3);
         Ok(())
     }
 }

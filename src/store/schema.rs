@@ -176,6 +176,71 @@ const MIGRATIONS: &[&str] = &[
         SELECT RAISE(ABORT, 'a consent text version used in the consent log cannot be deleted');
     END;
     "#,
+    // 3: template versions with their author, draft review, replies for the bot, webhook
+    // deliveries and staff page sessions.
+    r#"
+    ALTER TABLE response_templates ADD COLUMN saved_by TEXT NOT NULL DEFAULT 'shipped';
+    ALTER TABLE response_templates ADD COLUMN saved_key_id INTEGER;
+    CREATE UNIQUE INDEX response_templates_one_active
+        ON response_templates (kind, ifnull(service, '')) WHERE active = 1;
+    -- A saved version never changes and is never removed; only its `active` flag moves.
+    CREATE TRIGGER response_templates_immutable
+        BEFORE UPDATE OF kind, service, version, body, saved_by, saved_key_id, created_at
+        ON response_templates
+        BEGIN SELECT RAISE(ABORT, 'template versions are immutable'); END;
+    CREATE TRIGGER response_templates_kept
+        BEFORE DELETE ON response_templates
+        BEGIN SELECT RAISE(ABORT, 'template versions are never deleted'); END;
+
+    ALTER TABLE drafts ADD COLUMN template_service TEXT;
+    -- The text staff approved when they changed it, with placeholders like `text`.
+    ALTER TABLE drafts ADD COLUMN edited_text TEXT;
+    ALTER TABLE drafts ADD COLUMN reject_reason TEXT;
+    -- The key name at review time and its id.
+    ALTER TABLE drafts ADD COLUMN reviewed_by TEXT;
+    ALTER TABLE drafts ADD COLUMN reviewed_key_id INTEGER;
+    ALTER TABLE drafts ADD COLUMN reviewed_at TEXT;
+    CREATE INDEX drafts_status ON drafts (status, id);
+    -- The drafted text stays as the template produced it; an edit goes to `edited_text`.
+    CREATE TRIGGER drafts_original_kept
+        BEFORE UPDATE OF text ON drafts
+        BEGIN SELECT RAISE(ABORT, 'the drafted text is kept as drafted'); END;
+
+    -- Approved replies in approval order. AUTOINCREMENT never reuses an id, so the id is a
+    -- polling cursor that neither skips nor repeats a reply.
+    CREATE TABLE replies (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        draft_id INTEGER NOT NULL UNIQUE REFERENCES drafts (id) ON DELETE CASCADE,
+        lead_id INTEGER NOT NULL REFERENCES leads (id) ON DELETE CASCADE,
+        -- With placeholders; values are filled in only when the reply is sent or shown.
+        text TEXT NOT NULL,
+        edited INTEGER NOT NULL,
+        approved_at TEXT NOT NULL
+    );
+    CREATE TABLE webhook_deliveries (
+        reply_id INTEGER PRIMARY KEY REFERENCES replies (id) ON DELETE CASCADE,
+        -- pending, delivered or failed.
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        -- Unix time in milliseconds of the next attempt while pending.
+        next_attempt_ms INTEGER NOT NULL,
+        -- The HTTP status of the last attempt, NULL when no response came.
+        last_status INTEGER,
+        last_error TEXT,
+        delivered_at TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_ms);
+    -- Signed-in staff page sessions; the cookie holds the token, the table its SHA-256.
+    CREATE TABLE ui_sessions (
+        token_sha256 TEXT PRIMARY KEY,
+        key_id INTEGER NOT NULL REFERENCES api_keys (id),
+        csrf_token TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        -- Unix time in seconds.
+        expires_at INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// Applies the migrations the database lacks and returns the schema version.
