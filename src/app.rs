@@ -137,6 +137,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let settings = args.config.load(args.listen)?;
     let listen = settings.listen;
     let db = settings.db.clone();
+    let retention = settings.retention.clone();
     let pipeline = start_pipeline(settings, &db)?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets(&[
@@ -153,6 +154,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(address = %bound, database = %db.display(), "listening");
         // A plain line that scripts and tests can read to learn a port picked by the OS.
         eprintln!("leadgate listening on http://{bound}");
+        tokio::spawn(crate::compliance::retention::run_periodically(
+            pipeline.store.clone(),
+            retention,
+        ));
         crate::http::serve(listener, pipeline, Some(metrics)).await
     })?;
     Ok(ExitCode::SUCCESS)

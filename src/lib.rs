@@ -5,6 +5,8 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod clock;
+pub mod compliance;
 pub mod config;
 pub mod draft;
 pub mod engine;

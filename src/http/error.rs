@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::compliance::ComplianceError;
 use crate::pipeline::PipelineError;
 use crate::store::StoreError;
 
@@ -85,6 +86,17 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> ApiError {
         ApiError::from(PipelineError::from(error))
+    }
+}
+
+impl From<ComplianceError> for ApiError {
+    fn from(error: ComplianceError) -> ApiError {
+        match error {
+            ComplianceError::Store(error) => ApiError::from(error),
+            ComplianceError::InvalidSubject(error) => {
+                ApiError::unprocessable("invalid_subject", error.to_string())
+            }
+        }
     }
 }
 

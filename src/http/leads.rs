@@ -198,6 +198,7 @@ pub async fn create_lead(
                      `external_id`; use an `external_id` of your own",
                 ));
             }
+            super::journal::lead_read(&state, &principal, &view, "POST /v1/leads").await?;
             return Ok((StatusCode::OK, Json(view)).into_response());
         }
         Inserted::Created(id) => id,
@@ -211,6 +212,7 @@ pub async fn create_lead(
                 "lead_not_found",
                 format!("lead {lead_id} disappeared while it was read"),
             ))?;
+            super::journal::lead_read(&state, &principal, &view, "POST /v1/leads").await?;
             Ok((StatusCode::CREATED, Json(view)).into_response())
         }
         Ok(Ok(Progress::Finished(Err(_)))) | Ok(Err(_)) => Err(ApiError::new(
@@ -247,6 +249,7 @@ pub async fn get_lead(
         )
     })?;
     tracing::Span::current().record("lead_id", id);
-    let view = state.pipeline.view(id).await?;
-    Ok(Json(visible_to(&principal, view, id)?))
+    let view = visible_to(&principal, state.pipeline.view(id).await?, id)?;
+    super::journal::lead_read(&state, &principal, &view, "GET /v1/leads/{id}").await?;
+    Ok(Json(view))
 }

@@ -1,8 +1,12 @@
 //! The HTTP API: routes, per-request tracing and metrics, health and readiness, and the
 //! server's start and graceful shutdown.
 
+pub mod acts;
 pub mod error;
+pub mod journal;
 pub mod leads;
+mod query;
+pub mod subjects;
 
 use std::time::Instant;
 
@@ -35,12 +39,21 @@ pub struct AppState {
         title = "leadgate",
         description = "Qualifies chat leads with a local language model"
     ),
-    paths(leads::create_lead, leads::get_lead),
+    paths(
+        leads::create_lead,
+        leads::get_lead,
+        journal::list_journal,
+        subjects::export_subject,
+        subjects::erase_subject,
+        acts::list_acts,
+        acts::get_act
+    ),
     components(schemas(
         leads::LeadRequest,
         leads::ContactRequest,
         crate::pipeline::LeadView,
-        error::ErrorBody
+        error::ErrorBody,
+        subjects::EraseRequest
     )),
     modifiers(&SecuritySchemes)
 )]
@@ -74,6 +87,11 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/leads", post(leads::create_lead))
         .route("/v1/leads/{id}", get(leads::get_lead))
+        .route("/v1/journal", get(journal::list_journal))
+        .route("/v1/subjects/export", get(subjects::export_subject))
+        .route("/v1/subjects/erase", post(subjects::erase_subject))
+        .route("/v1/acts", get(acts::list_acts))
+        .route("/v1/acts/{id}", get(acts::get_act))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))

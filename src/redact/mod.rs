@@ -196,6 +196,13 @@ pub fn redact(text: &str) -> Redaction {
     redact_with(text, Vec::new())
 }
 
+/// Returns the E.164 form of a phone number given on its own (such as a contact field), or
+/// `None` when the `phonenumber` crate finds it invalid. Russian numbers may omit the +7 or
+/// start with 8.
+pub fn normalize_phone(value: &str) -> Option<String> {
+    phone::normalize(value)
+}
+
 /// A value the caller already knows to be personal data, such as a contact field of a lead.
 #[derive(Clone)]
 pub struct KnownValue {

@@ -7,9 +7,13 @@
 //! nothing of HTTP. Async callers go through [`Store::call`], which runs the work on a
 //! blocking thread.
 
+pub mod acts;
+pub mod journal;
 pub mod keys;
 pub mod queries;
+pub mod retention;
 mod schema;
+pub mod subject;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -57,6 +61,9 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Deleted rows are overwritten with zeros, so erased personal data does not linger
+        // in free pages of the file until the next VACUUM.
+        conn.pragma_update(None, "secure_delete", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         schema::migrate(&mut conn)?;
         Ok(Store {
@@ -96,9 +103,7 @@ impl Store {
     }
 }
 
-/// The current UTC time in RFC 3339, the format of every time column.
+/// The current UTC time in RFC 3339, the format of every time column; see [`crate::clock`].
 pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("a current UTC time formats as RFC 3339")
+    crate::clock::format(crate::clock::now())
 }

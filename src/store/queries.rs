@@ -3,6 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
+use super::journal::{Actor, Entry};
 use super::{StoreError, now_rfc3339};
 use crate::redact::{Mapping, MappingEntry, PiiKind};
 
@@ -140,8 +141,8 @@ pub fn insert_lead(conn: &mut Connection, lead: &NewLead) -> Result<Inserted, St
     Ok(Inserted::Created(id))
 }
 
-/// Appends a journal entry of the server or the command line. `fields` must hold ids,
-/// counts and labels only.
+/// Appends a journal entry of the server itself. `fields` must hold ids, counts and labels
+/// only.
 pub fn journal(
     conn: &Connection,
     action: &str,
@@ -151,8 +152,8 @@ pub fn journal(
     journal_by(conn, action, lead_id, None, fields)
 }
 
-/// Appends a journal entry of the holder of API key `key_id`. `fields` must hold ids,
-/// counts and labels only.
+/// Appends a journal entry of the holder of API key `key_id`, or of the server itself when
+/// it is `None`. `fields` must hold ids, counts and labels only.
 pub fn journal_by(
     conn: &Connection,
     action: &str,
@@ -160,10 +161,25 @@ pub fn journal_by(
     key_id: Option<i64>,
     fields: &serde_json::Value,
 ) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT INTO journal (at, action, lead_id, key_id, fields) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![now_rfc3339(), action, lead_id, key_id, fields.to_string()],
-    )?;
+    let actor = match key_id {
+        Some(id) => {
+            let role: String = conn.query_row(
+                "SELECT role FROM api_keys WHERE id = ?1",
+                params![id],
+                |row| row.get(0),
+            )?;
+            let role = super::keys::Role::parse(&role).ok_or_else(|| StoreError::Corrupt {
+                column: "role",
+                message: format!("unknown role `{role}`"),
+            })?;
+            Actor::Key { id, role }
+        }
+        None => Actor::System,
+    };
+    let mut entry = Entry::new(action, actor);
+    entry.lead_id = lead_id;
+    entry.details = fields.clone();
+    super::journal::append(conn, &entry)?;
     Ok(())
 }
 
@@ -509,7 +525,7 @@ mod tests {
         let store = Store::open(&path)?;
         let version: i64 =
             store.call_blocking(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))?;
-        assert_eq!(version, 2);
+        assert_eq!(version, 3);
         Ok(())
     }
 }

@@ -1,0 +1,310 @@
+//! Data subjects in the store: pseudonymous subject ids, the leads and consent events of a
+//! subject, and scheduled erasures.
+//!
+//! Functions here take a subject as its kind (`phone`, `email`, `handle`) and its already
+//! normalised value; normalising is the caller's work.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+
+use super::queries::{QualificationRow, load_lead};
+use super::{StoreError, now_rfc3339};
+use crate::redact::{MappingEntry, restore};
+
+/// Returns the id of the subject with this kind and value, if one is stored.
+pub fn find(conn: &Connection, kind: &str, value: &str) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT id FROM subjects WHERE kind = ?1 AND value = ?2",
+            params![kind, value],
+            |row| row.get(0),
+        )
+        .optional()?)
+}
+
+/// Returns the id of the subject with this kind and value, storing it when it is new.
+pub fn find_or_insert(conn: &Connection, kind: &str, value: &str) -> Result<i64, StoreError> {
+    if let Some(id) = find(conn, kind, value)? {
+        return Ok(id);
+    }
+    conn.execute(
+        "INSERT INTO subjects (kind, value, created_at) VALUES (?1, ?2, ?3)",
+        params![kind, value, now_rfc3339()],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Removes the value of subject `id`, keeping the id for the journal and the acts.
+pub fn forget_value(conn: &Connection, id: i64) -> Result<(), StoreError> {
+    conn.execute(
+        "UPDATE subjects SET value = NULL, erased_at = ?1 WHERE id = ?2",
+        params![now_rfc3339(), id],
+    )?;
+    Ok(())
+}
+
+/// A subject whose value is still stored.
+pub struct StoredSubject {
+    pub id: i64,
+    pub kind: String,
+    pub value: String,
+}
+
+/// Returns up to `limit` subjects with a stored value and an id above `after_id`.
+pub fn with_values(
+    conn: &Connection,
+    after_id: i64,
+    limit: usize,
+) -> Result<Vec<StoredSubject>, StoreError> {
+    let mut statement = conn.prepare(
+        "SELECT id, kind, value FROM subjects WHERE value IS NOT NULL AND id > ?1 \
+         ORDER BY id LIMIT ?2",
+    )?;
+    let rows = statement
+        .query_map(
+            params![after_id, i64::try_from(limit).unwrap_or(i64::MAX)],
+            |row| {
+                Ok(StoredSubject {
+                    id: row.get(0)?,
+                    kind: row.get(1)?,
+                    value: row.get(2)?,
+                })
+            },
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Returns the ids of leads whose subject columns name this subject.
+pub fn leads_by_subject(
+    conn: &Connection,
+    kind: &str,
+    value: &str,
+) -> Result<Vec<i64>, StoreError> {
+    let mut statement =
+        conn.prepare("SELECT id FROM leads WHERE subject_kind = ?1 AND subject = ?2 ORDER BY id")?;
+    let ids = statement
+        .query_map(params![kind, value], |row| row.get(0))?
+        .collect::<Result<Vec<i64>, _>>()?;
+    Ok(ids)
+}
+
+/// Returns `(lead_id, original value)` of every mapping entry of placeholder kind
+/// `pii_kind` (such as `PHONE`), so the caller can normalise and compare them.
+pub fn mapping_values(conn: &Connection, pii_kind: &str) -> Result<Vec<(i64, String)>, StoreError> {
+    let mut statement = conn.prepare(
+        "SELECT lead_id, value FROM redaction_mappings WHERE kind = ?1 ORDER BY lead_id",
+    )?;
+    let rows = statement
+        .query_map(params![pii_kind], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// A consent event of the subject, as the consent log stores it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsentEventRow {
+    pub id: i64,
+    pub event: String,
+    pub purpose: String,
+    pub text_version: i64,
+    pub channel: String,
+    pub evidence: String,
+    pub at: String,
+    pub recorded_at: String,
+}
+
+/// Returns the consent log events of a subject, oldest first.
+pub fn consent_events(
+    conn: &Connection,
+    kind: &str,
+    value: &str,
+) -> Result<Vec<ConsentEventRow>, StoreError> {
+    let mut statement = conn.prepare(
+        "SELECT id, event, purpose, text_version, channel, evidence, at, recorded_at \
+         FROM consent_log WHERE subject_kind = ?1 AND subject = ?2 ORDER BY id",
+    )?;
+    let rows = statement
+        .query_map(params![kind, value], |row| {
+            Ok(ConsentEventRow {
+                id: row.get(0)?,
+                event: row.get(1)?,
+                purpose: row.get(2)?,
+                text_version: row.get(3)?,
+                channel: row.get(4)?,
+                evidence: row.get(5)?,
+                at: row.get(6)?,
+                recorded_at: row.get(7)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// A draft of a lead, with the client's values filled in.
+#[derive(Debug, Clone, Serialize)]
+pub struct DraftExport {
+    pub text: String,
+    pub template_kind: String,
+    pub template_version: i64,
+}
+
+/// Everything stored on one lead, with the original values restored.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeadExport {
+    pub lead_id: i64,
+    pub channel: String,
+    pub external_id: String,
+    pub status: String,
+    pub received_at: Option<String>,
+    pub created_at: String,
+    pub special_category: bool,
+    /// The message with the personal data restored.
+    pub text: String,
+    /// The personal data found in or sent with the message: placeholder, kind, value.
+    pub personal_data: Vec<MappingEntry>,
+    pub qualification: Option<QualificationRow>,
+    pub draft: Option<DraftExport>,
+}
+
+/// Returns everything stored on lead `id`, or `None` when it does not exist.
+pub fn export_lead(conn: &Connection, id: i64) -> Result<Option<LeadExport>, StoreError> {
+    type LeadColumns = (String, String, String, Option<String>, String, bool, String);
+    let row: Option<LeadColumns> = conn
+        .query_row(
+            "SELECT channel, external_id, status, received_at, created_at, special_category, \
+             redacted_text FROM leads WHERE id = ?1",
+            params![id],
+            |row| {
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    row.get(2)?,
+                    row.get(3)?,
+                    row.get(4)?,
+                    row.get(5)?,
+                    row.get(6)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((channel, external_id, status, received_at, created_at, special, redacted)) = row
+    else {
+        return Ok(None);
+    };
+    let Some(record) = load_lead(conn, id)? else {
+        return Ok(None);
+    };
+    Ok(Some(LeadExport {
+        lead_id: id,
+        channel,
+        external_id,
+        status,
+        received_at,
+        created_at,
+        special_category: special,
+        text: restore(&record.mapping, &redacted),
+        draft: record.draft.map(|draft| DraftExport {
+            text: restore(&record.mapping, &draft.text),
+            template_kind: draft.template_kind,
+            template_version: draft.template_version,
+        }),
+        qualification: record.qualification,
+        personal_data: record.mapping.entries,
+    }))
+}
+
+/// Schedules an erasure of subject `subject_id` at `due_at` (RFC 3339) and returns the
+/// request id. An erasure already pending for the subject is kept when it is due earlier.
+pub fn schedule_erasure(
+    conn: &Connection,
+    subject_id: i64,
+    reason: &str,
+    due_at: &str,
+) -> Result<(i64, String), StoreError> {
+    let pending: Option<(i64, String)> = conn
+        .query_row(
+            "SELECT id, due_at FROM erasure_requests WHERE subject_id = ?1 AND done_at IS NULL \
+             ORDER BY julianday(due_at) LIMIT 1",
+            params![subject_id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    if let Some((id, pending_due)) = pending {
+        let earlier: bool = conn.query_row(
+            "SELECT julianday(?1) <= julianday(?2)",
+            params![pending_due, due_at],
+            |row| row.get(0),
+        )?;
+        if earlier {
+            return Ok((id, pending_due));
+        }
+    }
+    conn.execute(
+        "INSERT INTO erasure_requests (subject_id, reason, requested_at, due_at) \
+         VALUES (?1, ?2, ?3, ?4)",
+        params![subject_id, reason, now_rfc3339(), due_at],
+    )?;
+    Ok((conn.last_insert_rowid(), due_at.to_string()))
+}
+
+/// A scheduled erasure that is due.
+pub struct DueErasure {
+    pub request_id: i64,
+    pub subject_id: i64,
+    pub reason: String,
+    pub kind: String,
+    /// `None` when the subject was erased already by another request.
+    pub value: Option<String>,
+}
+
+/// Returns up to `limit` pending erasures due at or before `now`, oldest first.
+pub fn due_erasures(
+    conn: &Connection,
+    now: &str,
+    limit: usize,
+) -> Result<Vec<DueErasure>, StoreError> {
+    let mut statement = conn.prepare(
+        "SELECT r.id, r.subject_id, r.reason, s.kind, s.value FROM erasure_requests r \
+         JOIN subjects s ON s.id = r.subject_id \
+         WHERE r.done_at IS NULL AND julianday(r.due_at) <= julianday(?1) ORDER BY r.id LIMIT ?2",
+    )?;
+    let rows = statement
+        .query_map(
+            params![now, i64::try_from(limit).unwrap_or(i64::MAX)],
+            |row| {
+                Ok(DueErasure {
+                    request_id: row.get(0)?,
+                    subject_id: row.get(1)?,
+                    reason: row.get(2)?,
+                    kind: row.get(3)?,
+                    value: row.get(4)?,
+                })
+            },
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// Returns the number of erasures still pending for subject `subject_id`.
+pub fn pending_erasures(conn: &Connection, subject_id: i64) -> Result<i64, StoreError> {
+    Ok(conn.query_row(
+        "SELECT count(*) FROM erasure_requests WHERE subject_id = ?1 AND done_at IS NULL",
+        params![subject_id],
+        |row| row.get(0),
+    )?)
+}
+
+/// Marks every pending erasure of subject `subject_id` done by act `act_id` (`None` when
+/// nothing was left to erase).
+pub fn finish_erasures(
+    conn: &Connection,
+    subject_id: i64,
+    act_id: Option<i64>,
+) -> Result<usize, StoreError> {
+    Ok(conn.execute(
+        "UPDATE erasure_requests SET done_at = ?1, act_id = ?2 \
+         WHERE subject_id = ?3 AND done_at IS NULL",
+        params![now_rfc3339(), act_id, subject_id],
+    )?)
+}
