@@ -39,6 +39,25 @@ pub fn lead_ids_of(conn: &Connection, subject: &Subject) -> Result<Vec<i64>, Com
     Ok(ids)
 }
 
+/// Returns the ids of stored subjects that lead `lead_id`'s phones, e-mails and handles
+/// name.
+fn linked_subjects(conn: &Connection, lead_id: i64) -> Result<Vec<i64>, ComplianceError> {
+    let mut ids = Vec::new();
+    for (pii_kind, value) in stored::lead_contacts(conn, lead_id)? {
+        let kind = SubjectKind::ALL
+            .into_iter()
+            .find(|kind| kind.pii_kind().as_str() == pii_kind);
+        let Some(kind) = kind else { continue };
+        let Some(value) = normalize(kind, &value) else {
+            continue;
+        };
+        if let Some(id) = stored::find(conn, kind.as_str(), &value)? {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
+}
+
 /// The subject of an export, named by kind and pseudonymous id, never by value.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SubjectRef {
@@ -207,6 +226,16 @@ pub(crate) fn erase_in(
             &actor.describe(),
         )?,
     };
+    // The leads may name the subject by other identifiers too, such as an e-mail beside
+    // the phone; their subject rows go with the leads.
+    let mut subject_ids = vec![subject_id];
+    for id in &lead_ids {
+        for linked in linked_subjects(conn, *id)? {
+            if !subject_ids.contains(&linked) {
+                subject_ids.push(linked);
+            }
+        }
+    }
     let mut categories: Vec<String> = Vec::new();
     let mut removed = Vec::with_capacity(lead_ids.len());
     for id in &lead_ids {
@@ -220,8 +249,10 @@ pub(crate) fn erase_in(
             }
         }
     }
-    categories.push(format!("subject identifier ({})", subject.kind.as_str()));
-    stored::forget_value(conn, subject_id)?;
+    categories.push("subject identifiers".to_string());
+    for id in &subject_ids {
+        stored::forget_value(conn, *id)?;
+    }
     acts::add_item(
         conn,
         act_id,
@@ -233,16 +264,19 @@ pub(crate) fn erase_in(
             data_categories: categories,
             method: method.as_str().to_string(),
             lead_ids: removed.clone(),
-            subject_ids: vec![subject_id],
+            subject_ids: subject_ids.clone(),
             record_ids: Vec::new(),
             count: removed.len() as i64,
         },
     )?;
-    stored::finish_erasures(conn, subject_id, Some(act_id))?;
+    for id in &subject_ids {
+        stored::finish_erasures(conn, *id, Some(act_id))?;
+    }
     let mut entry = Entry::new("subject_erased", actor);
     entry.subject_id = Some(subject_id);
     entry.personal_fields = &EXPORTED_FIELDS[..4];
     entry.details = serde_json::json!({
+        "subjects": subject_ids,
         "rule": rule.name(),
         "method": method.as_str(),
         "leads": removed,

@@ -101,6 +101,19 @@ pub fn mapping_values(conn: &Connection, pii_kind: &str) -> Result<Vec<(i64, Str
     Ok(rows)
 }
 
+/// Returns `(placeholder kind, original value)` of lead `lead_id`'s mapping entries of the
+/// kinds that can identify a subject: `PHONE`, `EMAIL` and `HANDLE`.
+pub fn lead_contacts(conn: &Connection, lead_id: i64) -> Result<Vec<(String, String)>, StoreError> {
+    let mut statement = conn.prepare(
+        "SELECT kind, value FROM redaction_mappings \
+         WHERE lead_id = ?1 AND kind IN ('PHONE', 'EMAIL', 'HANDLE') ORDER BY rowid",
+    )?;
+    let rows = statement
+        .query_map(params![lead_id], |row| Ok((row.get(0)?, row.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
 /// A consent event of the subject, as the consent log stores it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConsentEventRow {

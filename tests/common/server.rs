@@ -20,6 +20,11 @@ pub struct Server {
 
 impl Server {
     pub fn start(db: &Path, extra_args: &[&str]) -> Server {
+        Server::start_with_env(db, extra_args, &[])
+    }
+
+    /// Starts the server with extra environment variables, such as `LEADGATE_NOW`.
+    pub fn start_with_env(db: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_leadgate"))
             .args(["serve", "--listen", "127.0.0.1:0", "--model", super::SMOLLM])
             .arg("--db")
@@ -32,6 +37,8 @@ impl Server {
             .env_remove("LEADGATE_QUEUE_CAPACITY")
             .env_remove("LEADGATE_WAIT_MS")
             .env("HF_HUB_OFFLINE", "1")
+            .env_remove("LEADGATE_NOW")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -121,6 +128,7 @@ pub fn leadgate() -> Command {
     command
         .env_remove("LEADGATE_CONFIG")
         .env_remove("LEADGATE_DB")
+        .env_remove("LEADGATE_NOW")
         .env("LEADGATE_LOG", "warn");
     command
 }
