@@ -46,6 +46,10 @@ fn lead_body(n: usize) -> Option<Value> {
     )
 }
 
+fn erase_body(_: usize) -> Option<Value> {
+    Some(json!({"phone": "+79170000009"}))
+}
+
 /// Every `/v1` endpoint. A row added here is checked for all five callers.
 const ENDPOINTS: &[Endpoint] = &[
     Endpoint {
@@ -60,6 +64,34 @@ const ENDPOINTS: &[Endpoint] = &[
         path: "/v1/leads/{lead}",
         body: no_body,
         allowed: &[Caller::Bot, Caller::Staff, Caller::Admin],
+        success: 200,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/journal?limit=5",
+        body: no_body,
+        allowed: &[Caller::Admin],
+        success: 200,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/acts",
+        body: no_body,
+        allowed: &[Caller::Admin],
+        success: 200,
+    },
+    Endpoint {
+        method: "GET",
+        path: "/v1/subjects/export?phone=%2B79170000009",
+        body: no_body,
+        allowed: &[Caller::Admin],
+        success: 200,
+    },
+    Endpoint {
+        method: "POST",
+        path: "/v1/subjects/erase",
+        body: erase_body,
+        allowed: &[Caller::Admin],
         success: 200,
     },
 ];
