@@ -213,7 +213,7 @@ impl Settings {
     }
 }
 
-/// How a lead past its term, or of a subject who asked for erasure, is removed.
+/// The removal method for a lead past its term or of a subject who requested erasure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LeadMethod {

@@ -1,6 +1,6 @@
-//! Subject requests against the real binary: export returns every planted item of one
-//! subject and nothing of another, erase leaves no trace of the planted values in the
-//! database file after VACUUM, a second erase finds nothing, and reads of personal data are
+//! Subject requests against the real binary. The export returns every planted item of one
+//! subject and nothing of another. Erase leaves no trace of the planted values in the
+//! database file after VACUUM, and a second erase finds nothing. Reads of personal data are
 //! journaled.
 
 mod common;
@@ -10,7 +10,7 @@ use std::path::Path;
 use common::server::{Keyed, call, leadgate};
 use serde_json::{Value, json};
 
-/// Values of the subject who asks for export and erasure.
+/// Values of the subject who requests export and erasure.
 const ANNA_PHONE: &str = "+7 917 482-16-39";
 /// The same phone as the client wrote it in a message without contact fields.
 const ANNA_PHONE_IN_TEXT: &str = "8 917 482 16 39";
@@ -301,7 +301,7 @@ fn export_then_erase_subject() {
         );
     }
 
-    // After VACUUM the file holds none of the erased values, and still the other client's.
+    // After VACUUM the file contains none of the erased values but still the other client's.
     let conn = rusqlite::Connection::open(&db).unwrap();
     conn.execute_batch("VACUUM; PRAGMA wal_checkpoint(TRUNCATE);")
         .unwrap();

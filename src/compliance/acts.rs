@@ -17,6 +17,7 @@ fn id_list(ids: &[i64]) -> String {
 /// Renders an act as plain text: a header, then one numbered paragraph per item.
 pub fn to_text(act: &Act) -> String {
     let mut text = String::new();
+
     let kind = match act.kind.as_str() {
         "retention" => "scheduled destruction of personal data past its retention term",
         "subject_erase" => "destruction of personal data at the request of the data subject",
@@ -38,6 +39,7 @@ pub fn to_text(act: &Act) -> String {
     );
     let total: i64 = act.items.iter().map(|item| item.count).sum();
     let _ = writeln!(text, "Records destroyed: {total}");
+
     for (number, item) in act.items.iter().enumerate() {
         let _ = writeln!(text);
         let _ = writeln!(text, "{}. {} ({})", number + 1, item.at, item.rule);
@@ -57,6 +59,7 @@ pub fn to_text(act: &Act) -> String {
             let _ = writeln!(text, "   Record ids: {}", id_list(&item.record_ids));
         }
     }
+
     let _ = writeln!(text);
     let _ = writeln!(
         text,

@@ -185,14 +185,15 @@ pub fn subject(command: SubjectCommand) -> anyhow::Result<ExitCode> {
         SubjectCommand::Export { db, subject } => {
             let subject = subject.subject()?;
             let (_, store) = db.open()?;
-            let export = store_call(&store, |conn| requests::export(conn, &subject, Actor::Cli))?;
+            let export =
+                super::with_store(&store, |conn| requests::export(conn, &subject, Actor::Cli))?;
             println!("{}", serde_json::to_string_pretty(&export)?);
             Ok(ExitCode::SUCCESS)
         }
         SubjectCommand::Erase { db, subject } => {
             let subject = subject.subject()?;
             let (settings, store) = db.open()?;
-            let report = store_call(&store, |conn| {
+            let report = super::with_store(&store, |conn| {
                 requests::erase(conn, &subject, Actor::Cli, &settings.retention)
             })?;
             if report.found {
@@ -208,18 +209,6 @@ pub fn subject(command: SubjectCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-fn store_call<R>(
-    store: &crate::store::Store,
-    work: impl FnOnce(&mut rusqlite::Connection) -> Result<R, super::ComplianceError>,
-) -> anyhow::Result<R> {
-    let mut result = None;
-    store.call_blocking(|conn| {
-        result = Some(work(conn));
-        Ok(())
-    })?;
-    Ok(result.expect("call_blocking runs the work before it returns Ok")?)
 }
 
 /// The CSV columns of `journal export`.

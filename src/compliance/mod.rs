@@ -26,3 +26,17 @@ impl From<rusqlite::Error> for ComplianceError {
         ComplianceError::Store(StoreError::from(error))
     }
 }
+
+/// Runs `work` with the store's connection on the calling thread, keeping this layer's
+/// error type.
+pub fn with_store<R>(
+    store: &crate::store::Store,
+    work: impl FnOnce(&mut rusqlite::Connection) -> Result<R, ComplianceError>,
+) -> Result<R, ComplianceError> {
+    let mut result = None;
+    store.call_blocking(|conn| {
+        result = Some(work(conn));
+        Ok(())
+    })?;
+    result.expect("call_blocking runs the work before it returns Ok")
+}

@@ -62,7 +62,7 @@ fn linked_subjects(conn: &Connection, lead_id: i64) -> Result<Vec<i64>, Complian
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SubjectRef {
     pub kind: &'static str,
-    /// `null` when leadgate holds nothing on the subject.
+    /// `null` when leadgate stores nothing on the subject.
     pub subject_id: Option<i64>,
 }
 
@@ -152,7 +152,7 @@ pub struct EraseReport {
     pub consent_events_kept: usize,
 }
 
-/// Why data is erased, for the act.
+/// The reason for an erasure, written into the act.
 #[derive(Debug, Clone, Copy)]
 pub enum EraseRule {
     /// The subject asked for erasure.

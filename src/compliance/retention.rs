@@ -12,9 +12,9 @@ use rusqlite::Connection;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use super::ComplianceError;
 use super::requests::{EraseRule, erase_in, method_of};
 use super::subject::{Subject, SubjectKind};
+use super::{ComplianceError, with_store};
 use crate::config::{LeadMethod, RetentionSettings};
 use crate::store::acts::{self, ActItem, ActKind, Method};
 use crate::store::journal::{self, Actor, Entry};
@@ -30,15 +30,17 @@ enum Rule {
     Leads,
     Drafts,
     Journal,
+    ConsentLog,
     Subjects,
 }
 
-const RULES: [Rule; 6] = [
+const RULES: [Rule; 7] = [
     Rule::ScheduledErasure,
     Rule::SpecialCategoryLeads,
     Rule::Leads,
     Rule::Drafts,
     Rule::Journal,
+    Rule::ConsentLog,
     Rule::Subjects,
 ];
 
@@ -50,6 +52,7 @@ impl Rule {
             Rule::Leads => "leads_term",
             Rule::Drafts => "drafts_term",
             Rule::Journal => "journal_term",
+            Rule::ConsentLog => "consent_log_term",
             Rule::Subjects => "unused_subject_identifiers",
         }
     }
@@ -59,12 +62,13 @@ impl Rule {
             Rule::ScheduledErasure | Rule::SpecialCategoryLeads | Rule::Leads => "leads",
             Rule::Drafts => "drafts",
             Rule::Journal => "journal",
+            Rule::ConsentLog => "consent_log",
             Rule::Subjects => "subjects",
         }
     }
 }
 
-/// What one rule removed, or would remove in a dry run.
+/// The records one rule removed, or would remove in a dry run.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RuleReport {
     pub rule: &'static str,
@@ -124,6 +128,10 @@ impl Run<'_> {
             Rule::Leads => format!("leads stored more than {} days", s.lead_days),
             Rule::Drafts => format!("draft replies written more than {} days ago", s.draft_days),
             Rule::Journal => format!("journal rows older than {} days", s.journal_days),
+            Rule::ConsentLog => format!(
+                "consent events of a subject who withdrew consent more than {} days ago",
+                s.consent_log_days
+            ),
             Rule::Subjects => {
                 "subject identifiers with no lead, consent event or pending erasure left"
                     .to_string()
@@ -136,7 +144,7 @@ impl Run<'_> {
             Rule::ScheduledErasure | Rule::SpecialCategoryLeads | Rule::Leads => {
                 method_of(self.settings.method)
             }
-            Rule::Drafts | Rule::Journal => Method::Deleted,
+            Rule::Drafts | Rule::Journal | Rule::ConsentLog => Method::Deleted,
             Rule::Subjects => Method::Anonymised,
         }
     }
@@ -169,7 +177,7 @@ impl Run<'_> {
                 Ok(outcome)
             }
             Err(error) => {
-                // Undo the batch and end the savepoint; the error is what the caller sees.
+                // Undo the batch and end the savepoint, then return the batch's error.
                 let _ = conn.execute_batch("ROLLBACK TO retention_batch; RELEASE retention_batch");
                 Err(error)
             }
@@ -181,162 +189,42 @@ impl Run<'_> {
         conn: &Connection,
         rule: Rule,
     ) -> Result<Option<RuleReport>, ComplianceError> {
-        let limit = self.settings.batch_size;
-        let mut report = RuleReport {
-            rule: rule.name(),
-            category: rule.category(),
-            reason: self.reason(rule),
-            method: self.method(rule).as_str(),
-            count: 0,
-            lead_ids: Vec::new(),
-            subject_ids: Vec::new(),
-            record_ids: Vec::new(),
+        let mut batch = Batch {
+            report: RuleReport {
+                rule: rule.name(),
+                category: rule.category(),
+                reason: self.reason(rule),
+                method: self.method(rule).as_str(),
+                count: 0,
+                lead_ids: Vec::new(),
+                subject_ids: Vec::new(),
+                record_ids: Vec::new(),
+            },
+            data_categories: Vec::new(),
         };
-        let mut categories: Vec<String> = Vec::new();
-        match rule {
-            Rule::ScheduledErasure => {
-                let now = crate::clock::format(self.now);
-                let due = subjects::due_erasures(conn, &now, limit)?;
-                if due.is_empty() {
-                    return Ok(None);
-                }
-                for request in due {
-                    report.record_ids.push(request.request_id);
-                    report.count += 1;
-                    let subject = request
-                        .value
-                        .and_then(|value| Some((SubjectKind::parse(&request.kind)?, value)));
-                    let Some((kind, value)) = subject else {
-                        // Erased already by the subject's own request.
-                        subjects::finish_erasures(conn, request.subject_id, None)?;
-                        continue;
-                    };
-                    let subject = Subject { kind, value };
-                    let act_id = self.act(conn)?;
-                    let erased = erase_in(
-                        conn,
-                        &subject,
-                        self.actor,
-                        self.settings,
-                        EraseRule::ConsentWithdrawn,
-                        Some(act_id),
-                    )?;
-                    report.lead_ids.extend(erased.lead_ids);
-                    report.subject_ids.extend(erased.subject_id);
-                }
-                // Each erasure wrote its own act item.
-                return Ok(Some(report));
+        let found = match rule {
+            // Each erasure writes its own act item, so this rule returns early.
+            Rule::ScheduledErasure => return self.scheduled_erasures(conn, batch),
+            Rule::SpecialCategoryLeads => {
+                let days = self.settings.special_category_days;
+                self.leads(conn, rule, LeadScope::SpecialCategory, days, &mut batch)?
             }
-            Rule::SpecialCategoryLeads | Rule::Leads => {
-                let (scope, days) = if rule == Rule::Leads {
-                    (LeadScope::All, self.settings.lead_days)
-                } else {
-                    (
-                        LeadScope::SpecialCategory,
-                        self.settings.special_category_days,
-                    )
-                };
-                let ids = stored::due_leads(conn, scope, &self.cutoff(days), limit)?;
-                if ids.is_empty() {
-                    return Ok(None);
-                }
-                let anonymise = self.settings.method == LeadMethod::Anonymise;
-                for id in ids {
-                    let Some(removed) = stored::remove_lead(conn, id, anonymise)? else {
-                        continue;
-                    };
-                    if let Some((kind, value)) = &removed.subject
-                        && let Some(subject_id) = subjects::find(conn, kind, value)?
-                        && !report.subject_ids.contains(&subject_id)
-                    {
-                        report.subject_ids.push(subject_id);
-                    }
-                    let mut entry = Entry::new(
-                        if anonymise {
-                            "retention_lead_anonymised"
-                        } else {
-                            "retention_lead_deleted"
-                        },
-                        self.actor,
-                    );
-                    entry.lead_id = Some(id);
-                    entry.details = serde_json::json!({ "rule": rule.name() });
-                    journal::append(conn, &entry)?;
-                    for category in removed.data_categories {
-                        if !categories.contains(&category) {
-                            categories.push(category);
-                        }
-                    }
-                    report.lead_ids.push(id);
-                }
-                report.count = report.lead_ids.len();
-            }
-            Rule::Drafts => {
-                let due = stored::due_drafts(conn, &self.cutoff(self.settings.draft_days), limit)?;
-                if due.is_empty() {
-                    return Ok(None);
-                }
-                for (draft_id, lead_id) in due {
-                    if stored::delete_draft(conn, draft_id)? {
-                        let mut entry = Entry::new("retention_draft_deleted", self.actor);
-                        entry.lead_id = Some(lead_id);
-                        entry.personal_fields = &["draft.text"];
-                        journal::append(conn, &entry)?;
-                        report.record_ids.push(draft_id);
-                        report.lead_ids.push(lead_id);
-                    }
-                }
-                categories.push("draft".to_string());
-                report.count = report.record_ids.len();
-            }
-            Rule::Journal => {
-                let cutoff = self.cutoff(self.settings.journal_days);
-                let ids = journal::ids_before(conn, &cutoff, limit)?;
-                if ids.is_empty() {
-                    return Ok(None);
-                }
-                report.count = journal::delete_before(conn, &cutoff, &ids)?;
-                let mut entry = Entry::new("retention_journal_deleted", self.actor);
-                entry.details = serde_json::json!({
-                    "rows": report.count,
-                    "first_id": ids.first(),
-                    "last_id": ids.last(),
-                });
-                journal::append(conn, &entry)?;
-                // Journal rows hold ids and field names, no personal data.
-                report.record_ids = ids;
-            }
-            Rule::Subjects => {
-                let batch = subjects::with_values(conn, self.subject_cursor, limit)?;
-                let Some(last) = batch.last() else {
-                    return Ok(None);
-                };
-                self.subject_cursor = last.id;
-                for stored_subject in batch {
-                    let Some(kind) = SubjectKind::parse(&stored_subject.kind) else {
-                        continue;
-                    };
-                    let subject = Subject {
-                        kind,
-                        value: stored_subject.value,
-                    };
-                    let in_use = !super::requests::lead_ids_of(conn, &subject)?.is_empty()
-                        || subjects::pending_erasures(conn, stored_subject.id)? > 0
-                        || !subjects::consent_events(conn, kind.as_str(), &subject.value)?
-                            .is_empty();
-                    if in_use {
-                        continue;
-                    }
-                    subjects::forget_value(conn, stored_subject.id)?;
-                    report.subject_ids.push(stored_subject.id);
-                    let category = format!("subject identifier ({})", kind.as_str());
-                    if !categories.contains(&category) {
-                        categories.push(category);
-                    }
-                }
-                report.count = report.subject_ids.len();
-            }
+            Rule::Leads => self.leads(
+                conn,
+                rule,
+                LeadScope::All,
+                self.settings.lead_days,
+                &mut batch,
+            )?,
+            Rule::Drafts => self.drafts(conn, &mut batch)?,
+            Rule::Journal => self.journal_rows(conn, &mut batch)?,
+            Rule::ConsentLog => self.consent_events(conn, &mut batch)?,
+            Rule::Subjects => self.unused_subjects(conn, &mut batch)?,
+        };
+        if !found {
+            return Ok(None);
         }
+        let report = batch.report;
         if report.count > 0 {
             let act_id = self.act(conn)?;
             acts::add_item(
@@ -347,7 +235,7 @@ impl Run<'_> {
                     rule: report.rule.to_string(),
                     reason: report.reason.clone(),
                     category: report.category.to_string(),
-                    data_categories: categories,
+                    data_categories: batch.data_categories,
                     method: report.method.to_string(),
                     lead_ids: report.lead_ids.clone(),
                     subject_ids: report.subject_ids.clone(),
@@ -357,6 +245,213 @@ impl Run<'_> {
             )?;
         }
         Ok(Some(report))
+    }
+
+    fn scheduled_erasures(
+        &mut self,
+        conn: &Connection,
+        mut batch: Batch,
+    ) -> Result<Option<RuleReport>, ComplianceError> {
+        let now = crate::clock::format(self.now);
+        let due = subjects::due_erasures(conn, &now, self.settings.batch_size)?;
+        if due.is_empty() {
+            return Ok(None);
+        }
+        let report = &mut batch.report;
+        for request in due {
+            report.record_ids.push(request.request_id);
+            report.count += 1;
+            let subject = request
+                .value
+                .and_then(|value| Some((SubjectKind::parse(&request.kind)?, value)));
+            let Some((kind, value)) = subject else {
+                // The subject's own erase request came first.
+                subjects::finish_erasures(conn, request.subject_id, None)?;
+                continue;
+            };
+            let act_id = self.act(conn)?;
+            let erased = erase_in(
+                conn,
+                &Subject { kind, value },
+                self.actor,
+                self.settings,
+                EraseRule::ConsentWithdrawn,
+                Some(act_id),
+            )?;
+            report.lead_ids.extend(erased.lead_ids);
+            report.subject_ids.extend(erased.subject_id);
+        }
+        Ok(Some(batch.report))
+    }
+
+    /// Removes one batch of leads of `scope` stored more than `days` ago. Returns false
+    /// when none is due.
+    fn leads(
+        &mut self,
+        conn: &Connection,
+        rule: Rule,
+        scope: LeadScope,
+        days: u32,
+        batch: &mut Batch,
+    ) -> Result<bool, ComplianceError> {
+        let limit = self.settings.batch_size;
+        let ids = stored::due_leads(conn, scope, &self.cutoff(days), limit)?;
+        if ids.is_empty() {
+            return Ok(false);
+        }
+        let anonymise = self.settings.method == LeadMethod::Anonymise;
+        let action = if anonymise {
+            "retention_lead_anonymised"
+        } else {
+            "retention_lead_deleted"
+        };
+        for id in ids {
+            let Some(removed) = stored::remove_lead(conn, id, anonymise)? else {
+                continue;
+            };
+            if let Some((kind, value)) = &removed.subject
+                && let Some(subject_id) = subjects::find(conn, kind, value)?
+            {
+                batch.add_subject(subject_id);
+            }
+            let mut entry = Entry::new(action, self.actor);
+            entry.lead_id = Some(id);
+            entry.details = serde_json::json!({ "rule": rule.name() });
+            journal::append(conn, &entry)?;
+            for category in removed.data_categories {
+                batch.add_category(category);
+            }
+            batch.report.lead_ids.push(id);
+        }
+        batch.report.count = batch.report.lead_ids.len();
+        Ok(true)
+    }
+
+    fn drafts(&mut self, conn: &Connection, batch: &mut Batch) -> Result<bool, ComplianceError> {
+        let cutoff = self.cutoff(self.settings.draft_days);
+        let due = stored::due_drafts(conn, &cutoff, self.settings.batch_size)?;
+        if due.is_empty() {
+            return Ok(false);
+        }
+        for (draft_id, lead_id) in due {
+            if stored::delete_draft(conn, draft_id)? {
+                let mut entry = Entry::new("retention_draft_deleted", self.actor);
+                entry.lead_id = Some(lead_id);
+                entry.personal_fields = &["draft.text"];
+                journal::append(conn, &entry)?;
+                batch.report.record_ids.push(draft_id);
+                batch.report.lead_ids.push(lead_id);
+            }
+        }
+        batch.add_category("draft".to_string());
+        batch.report.count = batch.report.record_ids.len();
+        Ok(true)
+    }
+
+    fn journal_rows(
+        &mut self,
+        conn: &Connection,
+        batch: &mut Batch,
+    ) -> Result<bool, ComplianceError> {
+        let cutoff = self.cutoff(self.settings.journal_days);
+        let ids = journal::ids_before(conn, &cutoff, self.settings.batch_size)?;
+        if ids.is_empty() {
+            return Ok(false);
+        }
+        batch.report.count = journal::delete_before(conn, &cutoff, &ids)?;
+        let mut entry = Entry::new("retention_journal_deleted", self.actor);
+        entry.details = serde_json::json!({
+            "rows": batch.report.count,
+            "first_id": ids.first(),
+            "last_id": ids.last(),
+        });
+        journal::append(conn, &entry)?;
+        // Journal rows contain ids and field names and no personal data, so the batch
+        // lists no data category.
+        batch.report.record_ids = ids;
+        Ok(true)
+    }
+
+    fn consent_events(
+        &mut self,
+        conn: &Connection,
+        batch: &mut Batch,
+    ) -> Result<bool, ComplianceError> {
+        let cutoff = self.cutoff(self.settings.consent_log_days);
+        let ids = stored::due_consent_events(conn, &cutoff, self.settings.batch_size)?;
+        if ids.is_empty() {
+            return Ok(false);
+        }
+        for (kind, value) in stored::delete_consent_events(conn, &cutoff, &ids)? {
+            if let Some(id) = subjects::find(conn, &kind, &value)? {
+                batch.add_subject(id);
+            }
+        }
+        let mut entry = Entry::new("retention_consent_events_deleted", self.actor);
+        entry.details = serde_json::json!({
+            "events": ids,
+            "subjects": batch.report.subject_ids,
+        });
+        entry.personal_fields = &["consent_log.subject", "consent_log.evidence"];
+        journal::append(conn, &entry)?;
+        batch.report.count = ids.len();
+        batch.report.record_ids = ids;
+        batch.add_category("consent events (subject identifier, message id, times)".to_string());
+        Ok(true)
+    }
+
+    /// Forgets the values of subjects that nothing refers to any more, one page of
+    /// subjects per batch.
+    fn unused_subjects(
+        &mut self,
+        conn: &Connection,
+        batch: &mut Batch,
+    ) -> Result<bool, ComplianceError> {
+        let page = subjects::with_values(conn, self.subject_cursor, self.settings.batch_size)?;
+        let Some(last) = page.last() else {
+            return Ok(false);
+        };
+        self.subject_cursor = last.id;
+        for stored_subject in page {
+            let Some(kind) = SubjectKind::parse(&stored_subject.kind) else {
+                continue;
+            };
+            let subject = Subject {
+                kind,
+                value: stored_subject.value,
+            };
+            let in_use = !super::requests::lead_ids_of(conn, &subject)?.is_empty()
+                || subjects::pending_erasures(conn, stored_subject.id)? > 0
+                || !subjects::consent_events(conn, kind.as_str(), &subject.value)?.is_empty();
+            if in_use {
+                continue;
+            }
+            subjects::forget_value(conn, stored_subject.id)?;
+            batch.report.subject_ids.push(stored_subject.id);
+            batch.add_category(format!("subject identifier ({})", kind.as_str()));
+        }
+        batch.report.count = batch.report.subject_ids.len();
+        Ok(true)
+    }
+}
+
+/// One batch in progress: its report and the categories of personal data it removed.
+struct Batch {
+    report: RuleReport,
+    data_categories: Vec<String>,
+}
+
+impl Batch {
+    fn add_category(&mut self, category: String) {
+        if !self.data_categories.contains(&category) {
+            self.data_categories.push(category);
+        }
+    }
+
+    fn add_subject(&mut self, id: i64) {
+        if !self.report.subject_ids.contains(&id) {
+            self.report.subject_ids.push(id);
+        }
     }
 }
 
@@ -374,7 +469,7 @@ fn merge(reports: &mut Vec<RuleReport>, batch: RuleReport) {
 }
 
 /// Runs every rule at time `now`. Each batch takes the store's lock on its own, so the
-/// server goes on answering between batches. `progress` receives the rule name and the
+/// server goes on serving requests between batches. `progress` receives the rule name and the
 /// records it has removed so far.
 ///
 /// # Errors
@@ -396,7 +491,7 @@ pub fn run(
     };
     let mut reports: Vec<RuleReport> = Vec::new();
     if dry_run {
-        locked(store, |conn| {
+        with_store(store, |conn| {
             conn.execute_batch("BEGIN")?;
             let result = run_all(&mut run, conn, &mut reports, progress);
             conn.execute_batch("ROLLBACK")?;
@@ -412,7 +507,7 @@ pub fn run(
     run.act_id = store.call_blocking(|conn| acts::unfinished_retention(conn))?;
     for rule in RULES {
         loop {
-            let outcome = locked(store, |conn| run.batch(conn, rule))?;
+            let outcome = with_store(store, |conn| run.batch(conn, rule))?;
             let Some(batch) = outcome else { break };
             merge(&mut reports, batch);
             let done = reports.iter().find(|r| r.rule == rule.name());
@@ -428,19 +523,6 @@ pub fn run(
         act_id: run.act_id,
         rules: reports,
     })
-}
-
-/// Runs `work` with the store's connection, keeping the compliance error type.
-fn locked<R>(
-    store: &Store,
-    work: impl FnOnce(&mut Connection) -> Result<R, ComplianceError>,
-) -> Result<R, ComplianceError> {
-    let mut result = None;
-    store.call_blocking(|conn| {
-        result = Some(work(conn));
-        Ok(())
-    })?;
-    result.expect("call_blocking runs the work before it returns Ok")
 }
 
 fn run_all(
@@ -647,6 +729,68 @@ mod tests {
             .unwrap();
         assert!(act.completed_at.is_some());
         assert!(!act.items.is_empty());
+    }
+
+    /// Appends a consent event `days` after now, with placeholder hashes: the chain is not
+    /// checked here.
+    fn consent_event(store: &Store, phone: &str, event: &str, days: i64) {
+        let at = crate::clock::format(crate::clock::now() + time::Duration::days(days));
+        store
+            .call_blocking(|c| {
+                c.execute(
+                    "INSERT OR IGNORE INTO consent_texts (purpose, version, operator, categories, \
+                     operations, term, withdrawal, policy_url, body, active, created_at) \
+                     VALUES ('lead_processing', 1, 'o', '[]', '[]', 't', 'w', 'https://x', 'b', 1, ?1)",
+                    [&at],
+                )?;
+                c.execute(
+                    "INSERT INTO consent_log (subject_kind, subject, event, purpose, text_version, \
+                     channel, evidence, at, recorded_at, prev_sha256, sha256) \
+                     VALUES ('phone', ?1, ?2, 'lead_processing', 1, 'telegram', 'm', ?3, ?3, 'p', 's')",
+                    rusqlite::params![phone, event, at],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn consent_log_kept_until_term_after_withdrawal() {
+        let (_dir, store) = store();
+        let settings = RetentionSettings::default();
+        // Withdrawn on day 0: due after day 1095.
+        consent_event(&store, "+79170000001", "granted", -10);
+        consent_event(&store, "+79170000001", "withdrawn", 0);
+        // Withdrawn, then granted again: kept, because the latest event is a grant.
+        consent_event(&store, "+79170000002", "withdrawn", -5);
+        consent_event(&store, "+79170000002", "granted", 0);
+        // Withdrawn later: not due yet.
+        consent_event(&store, "+79170000003", "withdrawn", 100);
+
+        let delete =
+            store.call_blocking(|c| Ok(c.execute("DELETE FROM consent_log WHERE id = 1", [])?));
+        assert!(
+            delete.is_err(),
+            "a consent event was deleted outside the retention job"
+        );
+        assert_eq!(run_at(&store, &settings, 1094).total(), 0);
+
+        let report = run_at(&store, &settings, 1096);
+        let rule = report
+            .rules
+            .iter()
+            .find(|r| r.rule == "consent_log_term")
+            .expect("the consent log rule ran");
+        assert_eq!(rule.record_ids, vec![1, 2]);
+        let left = count(&store, "SELECT count(*) FROM consent_log");
+        assert_eq!(left, 3);
+        let pruned = count(&store, "SELECT count(*) FROM consent_log_pruned");
+        assert_eq!(pruned, 2);
+        let gone = count(
+            &store,
+            "SELECT count(*) FROM consent_log WHERE subject = '+79170000001'",
+        );
+        assert_eq!(gone, 0);
     }
 
     #[test]

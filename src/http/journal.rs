@@ -27,7 +27,7 @@ const PARAMETERS: [&str; 8] = [
     "cursor",
 ];
 
-/// The actor of a request made with `principal`'s key.
+/// Returns the actor of a request made with `principal`'s key.
 pub fn actor(principal: &Principal) -> Actor {
     Actor::Key {
         id: principal.key_id,

@@ -103,7 +103,7 @@ pub struct EraseRequest {
 }
 
 /// Removes or anonymises everything held on one subject and writes a destruction act.
-/// Role: admin. A repeated erase finds nothing and answers `found: false`.
+/// Role: admin. A repeated erase finds nothing and returns `found: false`.
 #[utoipa::path(
     post,
     path = "/v1/subjects/erase",

@@ -1,6 +1,6 @@
 //! Destruction acts: the record of what was destroyed, whose, when, how and by which rule.
 //!
-//! An act holds ids, category names and rule texts, never the destroyed values. Its rows
+//! An act contains ids, category names and rule texts, never the destroyed values. Its rows
 //! cannot be changed or deleted; only `completed_at` is set, once, when the run that wrote
 //! it finishes. A retention run that stopped half way leaves its act open, and the next run
 //! adds its items to that act.
@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use super::{StoreError, now_rfc3339};
 
-/// What an act records: the scheduled retention job or a subject's erase request.
+/// The origin of an act: the scheduled retention job or a subject's erase request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActKind {
@@ -27,7 +27,7 @@ impl ActKind {
     }
 }
 
-/// How the data was destroyed.
+/// The method of destruction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
@@ -51,9 +51,9 @@ pub struct ActItem {
     pub at: String,
     /// The rule's name, such as `leads_term`.
     pub rule: String,
-    /// Why the data was due, such as "leads stored more than 365 days".
+    /// The reason the data was due, such as "leads stored more than 365 days".
     pub reason: String,
-    /// What was destroyed: `leads`, `drafts`, `journal`, `subjects` or `consent_log`.
+    /// The kind of records destroyed: `leads`, `drafts`, `journal`, `subjects` or `consent_log`.
     pub category: String,
     /// The categories of personal data, such as `message text` or `PHONE`.
     pub data_categories: Vec<String>,

@@ -1,7 +1,7 @@
 //! The processing journal: who did what to which lead's or subject's personal data, and when.
 //!
 //! Rows are append-only. Triggers reject every UPDATE and every DELETE except the retention
-//! job's deletion of rows past the journal's term (see [`delete_before`]). A row holds ids,
+//! job's deletion of rows past the journal's term (see [`delete_before`]). A row contains ids,
 //! field names, counts and labels, never personal data itself.
 
 use rusqlite::{Connection, params, params_from_iter, types::Value as SqlValue};
@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::keys::Role;
 use super::{StoreError, now_rfc3339};
 
-/// Who performed a journaled action.
+/// The performer of a journaled action.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Actor {
     /// The holder of an API key.
@@ -118,7 +118,7 @@ pub struct JournalRow {
     pub details: serde_json::Value,
 }
 
-/// Which rows [`query`] returns. Times are RFC 3339; `from` is inclusive, `to` exclusive.
+/// The rows [`query`] returns. Times are RFC 3339; `from` is inclusive, `to` exclusive.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub from: Option<String>,
@@ -258,7 +258,7 @@ pub fn ids_before(conn: &Connection, cutoff: &str, limit: usize) -> Result<Vec<i
 
 /// Deletes the rows `ids`, all older than `cutoff`, inside the caller's transaction.
 ///
-/// The delete triggers allow it only while `retention_window` holds the cutoff, so the
+/// The delete triggers allow it only while `retention_window` contains the cutoff, so the
 /// window row is written first and removed before the transaction ends.
 pub fn delete_before(conn: &Connection, cutoff: &str, ids: &[i64]) -> Result<usize, StoreError> {
     conn.execute(

@@ -6,7 +6,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::StoreError;
 use super::now_rfc3339;
 
-/// Which leads a term applies to.
+/// The leads a term applies to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LeadScope {
     /// Leads flagged as holding health data, a special category of personal data.
@@ -63,7 +63,7 @@ pub fn delete_draft(conn: &Connection, id: i64) -> Result<bool, StoreError> {
     Ok(conn.execute("DELETE FROM drafts WHERE id = ?1", params![id])? > 0)
 }
 
-/// What [`remove_lead`] destroyed.
+/// The data [`remove_lead`] destroyed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RemovedLead {
     /// The categories of personal data: `message text`, the placeholder kinds, `draft`,
@@ -73,10 +73,10 @@ pub struct RemovedLead {
     pub subject: Option<(String, String)>,
 }
 
-/// Removes lead `id` inside the caller's transaction: with `anonymise`, its text, mapping,
-/// draft, external id, subject and qualification summary go and its statistics stay;
-/// otherwise the row goes, and with it (by `ON DELETE CASCADE`) everything that refers to
-/// it. Returns `None` when the lead does not exist or was anonymised before.
+/// Removes lead `id` inside the caller's transaction. With `anonymise`, its text, mapping,
+/// draft, external id, subject and qualification summary go and its statistics stay.
+/// Otherwise the row goes, and `ON DELETE CASCADE` removes the rows that refer to it.
+/// Returns `None` when the lead does not exist or was anonymised before.
 ///
 /// NOTE: tables that other features add with personal data about a lead (such as edited
 /// replies) need `ON DELETE CASCADE`, and a line here for the anonymise method.
@@ -143,4 +143,69 @@ pub fn remove_lead(
         data_categories: categories,
         subject,
     }))
+}
+
+/// Returns up to `limit` ids of consent events of a subject and purpose whose latest event
+/// is a withdrawal before `cutoff` (RFC 3339), oldest first.
+pub fn due_consent_events(
+    conn: &Connection,
+    cutoff: &str,
+    limit: usize,
+) -> Result<Vec<i64>, StoreError> {
+    let mut statement = conn.prepare(
+        "SELECT c.id FROM consent_log c WHERE EXISTS ( \
+             SELECT 1 FROM consent_log latest \
+             WHERE latest.id = (SELECT max(id) FROM consent_log m \
+                                WHERE m.subject_kind = c.subject_kind AND m.subject = c.subject \
+                                  AND m.purpose = c.purpose) \
+               AND latest.event = 'withdrawn' \
+               AND julianday(latest.at) < julianday(?1)) \
+         ORDER BY c.id LIMIT ?2",
+    )?;
+    let ids = statement
+        .query_map(
+            params![cutoff, i64::try_from(limit).unwrap_or(i64::MAX)],
+            |row| row.get(0),
+        )?
+        .collect::<Result<Vec<i64>, _>>()?;
+    Ok(ids)
+}
+
+/// Deletes consent events `ids`, keeping their hashes in `consent_log_pruned`, inside the
+/// caller's transaction. Returns the distinct subjects of the deleted events as kind and
+/// value.
+///
+/// The delete trigger allows only events whose subject and purpose ended with a withdrawal
+/// before `cutoff`, and only while `retention_window` contains the cutoff.
+pub fn delete_consent_events(
+    conn: &Connection,
+    cutoff: &str,
+    ids: &[i64],
+) -> Result<Vec<(String, String)>, StoreError> {
+    conn.execute(
+        "INSERT INTO retention_window (single, consent_cutoff) VALUES (1, ?1)",
+        params![cutoff],
+    )?;
+    let mut subjects: Vec<(String, String)> = Vec::new();
+    for id in ids {
+        let row: Option<(String, String)> = conn
+            .query_row(
+                "SELECT subject_kind, subject FROM consent_log WHERE id = ?1",
+                params![id],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        let Some(subject) = row else { continue };
+        conn.execute(
+            "INSERT INTO consent_log_pruned (id, prev_sha256, sha256, pruned_at) \
+             SELECT id, prev_sha256, sha256, ?1 FROM consent_log WHERE id = ?2",
+            params![now_rfc3339(), id],
+        )?;
+        conn.execute("DELETE FROM consent_log WHERE id = ?1", params![id])?;
+        if !subjects.contains(&subject) {
+            subjects.push(subject);
+        }
+    }
+    conn.execute("DELETE FROM retention_window", [])?;
+    Ok(subjects)
 }

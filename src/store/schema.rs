@@ -187,11 +187,14 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX journal_at ON journal (at);
     CREATE INDEX journal_lead ON journal (lead_id);
     CREATE INDEX journal_subject ON journal (subject_id);
-    -- One row while a retention batch runs, inside its transaction: rows of the journal older
-    -- than `journal_cutoff` may then be deleted. No committed transaction leaves a row here.
+    -- One row while a retention batch runs, inside its transaction. Journal rows older than
+    -- `journal_cutoff` may then be deleted, and consent events of a subject and purpose whose
+    -- latest event is a withdrawal before `consent_cutoff`. No committed transaction leaves a
+    -- row here.
     CREATE TABLE retention_window (
         single INTEGER PRIMARY KEY CHECK (single = 1),
-        journal_cutoff TEXT NOT NULL
+        journal_cutoff TEXT,
+        consent_cutoff TEXT
     );
     CREATE TRIGGER journal_no_update BEFORE UPDATE ON journal
     BEGIN
@@ -199,10 +202,34 @@ const MIGRATIONS: &[&str] = &[
     END;
     CREATE TRIGGER journal_no_delete BEFORE DELETE ON journal
     WHEN NOT EXISTS (SELECT 1 FROM retention_window
-                     WHERE julianday(OLD.at) < julianday(journal_cutoff))
+                     WHERE journal_cutoff IS NOT NULL
+                       AND julianday(OLD.at) < julianday(journal_cutoff))
     BEGIN
         SELECT RAISE(ABORT, 'the journal is append-only: only the retention job deletes rows past their term');
     END;
+    DROP TRIGGER consent_log_no_delete;
+    CREATE TRIGGER consent_log_no_delete BEFORE DELETE ON consent_log
+    WHEN NOT EXISTS (
+        SELECT 1 FROM retention_window w, consent_log latest
+        WHERE w.consent_cutoff IS NOT NULL
+          AND latest.id = (SELECT max(id) FROM consent_log m
+                           WHERE m.subject_kind = OLD.subject_kind AND m.subject = OLD.subject
+                             AND m.purpose = OLD.purpose)
+          AND latest.event = 'withdrawn'
+          AND julianday(latest.at) < julianday(w.consent_cutoff))
+    BEGIN
+        SELECT RAISE(ABORT, 'the consent log is append-only: only the retention job deletes events past their term');
+    END;
+    -- The hashes of consent events the retention job deleted, so that the chain of the rows
+    -- left can still be checked across the gap.
+    -- NOTE: the consent log's chain check must read these rows; until it does, it reports
+    -- a pruned row as missing.
+    CREATE TABLE consent_log_pruned (
+        id INTEGER PRIMARY KEY,
+        prev_sha256 TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        pruned_at TEXT NOT NULL
+    );
     -- Pseudonymous ids of data subjects, so that the journal and destruction acts can name a
     -- subject without holding the phone, e-mail or handle. `value` is set to NULL when the
     -- subject's data is erased; the id stays.
@@ -248,7 +275,7 @@ const MIGRATIONS: &[&str] = &[
         -- The rule's name, such as `leads_term`, and its text, such as "leads older than 365 days".
         rule TEXT NOT NULL,
         reason TEXT NOT NULL,
-        -- What was destroyed: `leads`, `drafts`, `journal` or `consent_log`.
+        -- What was destroyed: `leads`, `drafts`, `journal`, `consent_log` or `subjects`.
         category TEXT NOT NULL,
         -- JSON list of the categories of personal data, such as ["message text", "PHONE"].
         data_categories TEXT NOT NULL,
