@@ -187,7 +187,8 @@ pub(crate) fn method_of(method: LeadMethod) -> Method {
 }
 
 /// Erases `subject` inside the caller's transaction, adding an item to act `act_id`
-/// (opened here when `None` and something is found). Returns the report and the act id.
+/// (opened here when `None` and something is found). With `data_before`, only leads
+/// stored before that time go, and the subject's identifiers stay for the leads after it.
 pub(crate) fn erase_in(
     conn: &Connection,
     subject: &Subject,
@@ -195,14 +196,30 @@ pub(crate) fn erase_in(
     settings: &RetentionSettings,
     rule: EraseRule,
     act_id: Option<i64>,
+    data_before: Option<&str>,
 ) -> Result<EraseReport, ComplianceError> {
     let method = method_of(settings.method);
-    let lead_ids = lead_ids_of(conn, subject)?;
+    let mut lead_ids = lead_ids_of(conn, subject)?;
+    if let Some(before) = data_before {
+        let mut older = Vec::with_capacity(lead_ids.len());
+        for id in lead_ids {
+            if stored::lead_stored_before(conn, id, before)? {
+                older.push(id);
+            }
+        }
+        lead_ids = older;
+    }
     let consents = stored::consent_events(conn, subject.kind.as_str(), &subject.value)?;
     let known_id = stored::find(conn, subject.kind.as_str(), &subject.value)?;
-    if lead_ids.is_empty() && known_id.is_none() {
+    // A time-limited erasure with no lead before its limit destroys nothing, so it writes
+    // no act; an unlimited one still forgets a stored identifier.
+    if lead_ids.is_empty() && (known_id.is_none() || data_before.is_some()) {
+        if let Some(id) = known_id {
+            stored::finish_erasures(conn, id, None)?;
+        }
         let mut entry = Entry::new("subject_erase_nothing_found", actor);
-        entry.details = serde_json::json!({ "kind": subject.kind.as_str() });
+        entry.subject_id = known_id;
+        entry.details = serde_json::json!({ "kind": subject.kind.as_str(), "rule": rule.name() });
         journal::append(conn, &entry)?;
         return Ok(EraseReport {
             found: false,
@@ -249,9 +266,13 @@ pub(crate) fn erase_in(
             }
         }
     }
-    categories.push("subject identifiers".to_string());
-    for id in &subject_ids {
-        stored::forget_value(conn, *id)?;
+    // With a time limit, later leads may still need the identifiers; the retention job
+    // forgets them once nothing refers to them.
+    if data_before.is_none() {
+        categories.push("subject identifiers".to_string());
+        for id in &subject_ids {
+            stored::forget_value(conn, *id)?;
+        }
     }
     acts::add_item(
         conn,
@@ -310,6 +331,7 @@ pub fn erase(
         settings,
         EraseRule::SubjectRequest,
         None,
+        None,
     )?;
     if let Some(act_id) = report.act_id {
         acts::complete(&tx, act_id)?;
@@ -329,11 +351,15 @@ pub struct ScheduledErasure {
 
 /// Schedules the erasure that a withdrawal of consent by `kind`/`value` requires, due
 /// `settings.withdrawal_erase_days` after `withdrawn_at`, inside the caller's transaction.
-/// The retention job performs it once due.
+/// The retention job performs it once due. It covers the leads stored before
+/// `withdrawn_at`, so leads sent after a new consent stay.
 ///
 /// The consent log's withdrawal handler calls this with the subject as the log stores it
 /// (kind `phone`, `email` or `handle`, normalised value). A subject of kind `lead` (a
 /// consent for one lead alone) has no subject id, so it returns `Ok(None)`.
+///
+/// NOTE: so a withdrawal of a consent of kind `lead` schedules nothing; that lead stays
+/// until its retention term.
 pub fn schedule_withdrawal_erasure(
     conn: &Connection,
     kind: &str,
@@ -350,6 +376,7 @@ pub fn schedule_withdrawal_erasure(
         conn,
         subject_id,
         "consent_withdrawn",
+        &crate::clock::format(withdrawn_at),
         &crate::clock::format(due),
     )?;
     let mut entry = Entry::new("erasure_scheduled", Actor::System);

@@ -263,6 +263,7 @@ impl Run<'_> {
             report.count += 1;
             let subject = request
                 .value
+                .clone()
                 .and_then(|value| Some((SubjectKind::parse(&request.kind)?, value)));
             let Some((kind, value)) = subject else {
                 // The subject's own erase request came first.
@@ -277,6 +278,7 @@ impl Run<'_> {
                 self.settings,
                 EraseRule::ConsentWithdrawn,
                 Some(act_id),
+                Some(&request.data_before),
             )?;
             report.lead_ids.extend(erased.lead_ids);
             report.subject_ids.extend(erased.subject_id);
@@ -629,19 +631,30 @@ mod tests {
         let settings = RetentionSettings::default();
         let kept = plant(&store, "m-1", "Запишите на маникюр, тел. +7 917 000-00-02");
         let erased = plant(&store, "m-2", "Запишите на стрижку, тел. +7 917 000-00-01");
-        let scheduled = store
-            .call_blocking(|c| {
-                Ok(schedule_withdrawal_erasure(
-                    c,
-                    "phone",
-                    "+79170000001",
-                    crate::clock::now(),
-                    &settings,
-                ))
-            })
-            .unwrap()
-            .unwrap()
-            .expect("a phone subject is scheduled");
+        // A client who withdrew a minute before writing again keeps the new lead.
+        let later = plant(
+            &store,
+            "m-3",
+            "Снова хочу записаться, тел. +7 917 000-00-03",
+        );
+        let schedule = |phone: &str, withdrawn_at| {
+            store
+                .call_blocking(|c| {
+                    Ok(schedule_withdrawal_erasure(
+                        c,
+                        "phone",
+                        phone,
+                        withdrawn_at,
+                        &settings,
+                    ))
+                })
+                .unwrap()
+                .unwrap()
+                .expect("a phone subject is scheduled")
+        };
+        let minute = time::Duration::minutes(1);
+        let scheduled = schedule("+79170000001", crate::clock::now() + minute);
+        schedule("+79170000003", crate::clock::now() - minute);
 
         let early = run_at(&store, &settings, 29);
         assert_eq!(early.total(), 0, "an erasure ran before its due date");
@@ -654,9 +667,15 @@ mod tests {
             .expect("the scheduled erasure ran");
         assert_eq!(rule.lead_ids, vec![erased]);
         assert_eq!(rule.subject_ids, vec![scheduled.subject_id]);
-        assert_eq!(count(&store, "SELECT count(*) FROM leads"), 1);
-        let left: i64 = count(&store, "SELECT id FROM leads");
-        assert_eq!(left, kept);
+        let left: Vec<i64> = store
+            .call_blocking(|c| {
+                let mut statement = c.prepare("SELECT id FROM leads ORDER BY id")?;
+                let ids: rusqlite::Result<Vec<i64>> =
+                    statement.query_map([], |r| r.get(0))?.collect();
+                Ok(ids?)
+            })
+            .unwrap();
+        assert_eq!(left, vec![kept, later]);
         let pending = count(
             &store,
             "SELECT count(*) FROM erasure_requests WHERE done_at IS NULL",

@@ -248,6 +248,8 @@ const MIGRATIONS: &[&str] = &[
         -- Why the erasure is due, such as `consent_withdrawn`.
         reason TEXT NOT NULL,
         requested_at TEXT NOT NULL,
+        -- The erasure covers what was stored before this time, such as the withdrawal.
+        data_before TEXT NOT NULL,
         due_at TEXT NOT NULL,
         done_at TEXT,
         act_id INTEGER

@@ -227,12 +227,14 @@ pub fn export_lead(conn: &Connection, id: i64) -> Result<Option<LeadExport>, Sto
     }))
 }
 
-/// Schedules an erasure of subject `subject_id` at `due_at` (RFC 3339) and returns the
-/// request id. An erasure already pending for the subject is kept when it is due earlier.
+/// Schedules an erasure at `due_at` of what subject `subject_id` had stored before
+/// `data_before` (both RFC 3339), and returns the request id and due time. An erasure
+/// already pending for the subject is kept when it is due earlier.
 pub fn schedule_erasure(
     conn: &Connection,
     subject_id: i64,
     reason: &str,
+    data_before: &str,
     due_at: &str,
 ) -> Result<(i64, String), StoreError> {
     let pending: Option<(i64, String)> = conn
@@ -254,9 +256,9 @@ pub fn schedule_erasure(
         }
     }
     conn.execute(
-        "INSERT INTO erasure_requests (subject_id, reason, requested_at, due_at) \
-         VALUES (?1, ?2, ?3, ?4)",
-        params![subject_id, reason, now_rfc3339(), due_at],
+        "INSERT INTO erasure_requests (subject_id, reason, requested_at, data_before, due_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![subject_id, reason, now_rfc3339(), data_before, due_at],
     )?;
     Ok((conn.last_insert_rowid(), due_at.to_string()))
 }
@@ -266,6 +268,8 @@ pub struct DueErasure {
     pub request_id: i64,
     pub subject_id: i64,
     pub reason: String,
+    /// The erasure covers what was stored before this time.
+    pub data_before: String,
     pub kind: String,
     /// `None` when the subject was erased already by another request.
     pub value: Option<String>,
@@ -278,7 +282,8 @@ pub fn due_erasures(
     limit: usize,
 ) -> Result<Vec<DueErasure>, StoreError> {
     let mut statement = conn.prepare(
-        "SELECT r.id, r.subject_id, r.reason, s.kind, s.value FROM erasure_requests r \
+        "SELECT r.id, r.subject_id, r.reason, r.data_before, s.kind, s.value \
+         FROM erasure_requests r \
          JOIN subjects s ON s.id = r.subject_id \
          WHERE r.done_at IS NULL AND julianday(r.due_at) <= julianday(?1) ORDER BY r.id LIMIT ?2",
     )?;
@@ -290,13 +295,24 @@ pub fn due_erasures(
                     request_id: row.get(0)?,
                     subject_id: row.get(1)?,
                     reason: row.get(2)?,
-                    kind: row.get(3)?,
-                    value: row.get(4)?,
+                    data_before: row.get(3)?,
+                    kind: row.get(4)?,
+                    value: row.get(5)?,
                 })
             },
         )?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
+}
+
+/// Returns whether lead `id` was stored before `before` (RFC 3339).
+pub fn lead_stored_before(conn: &Connection, id: i64, before: &str) -> Result<bool, StoreError> {
+    Ok(conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM leads WHERE id = ?1 \
+         AND julianday(created_at) < julianday(?2))",
+        params![id, before],
+        |row| row.get(0),
+    )?)
 }
 
 /// Returns the number of erasures still pending for subject `subject_id`.
