@@ -4,7 +4,7 @@
 //! runs on the file. Results go to standard output as JSON (CSV for the journal export);
 //! progress goes to standard error.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
@@ -114,8 +114,7 @@ pub enum JournalCommand {
 
 fn check_time(flag: &str, value: &Option<String>) -> anyhow::Result<()> {
     if let Some(value) = value {
-        crate::clock::parse(value)
-            .with_context(|| format!("invalid {flag} `{value}`: expected RFC 3339"))?;
+        crate::clock::parse(value).with_context(|| format!("invalid {flag} `{value}`"))?;
     }
     Ok(())
 }
@@ -125,17 +124,17 @@ pub fn retention(command: RetentionCommand) -> anyhow::Result<ExitCode> {
     match command {
         RetentionCommand::Run { db, dry_run, now } => {
             if let Some(now) = &now {
-                let at = crate::clock::parse(now)
-                    .with_context(|| format!("invalid --now `{now}`: expected RFC 3339"))?;
+                let at =
+                    crate::clock::parse(now).with_context(|| format!("invalid --now `{now}`"))?;
                 crate::clock::fix(at)?;
             }
             let (settings, store) = db.open()?;
             let now = crate::clock::now();
-            let show = std::io::stderr().is_terminal();
+            // The spinner draws only when standard error is a terminal.
+            let bar = indicatif::ProgressBar::new_spinner();
             let mut progress = |rule: &str, count: usize| {
-                if show {
-                    eprint!("\r{rule}: {count} removed   ");
-                }
+                bar.set_message(format!("{rule}: {count} records"));
+                bar.tick();
             };
             let report = retention::run(
                 &store,
@@ -145,9 +144,7 @@ pub fn retention(command: RetentionCommand) -> anyhow::Result<ExitCode> {
                 dry_run,
                 &mut progress,
             )?;
-            if show {
-                eprintln!();
-            }
+            bar.finish_and_clear();
             let verb = if dry_run { "would remove" } else { "removed" };
             eprintln!("retention {verb} {} records", report.total());
             println!("{}", serde_json::to_string_pretty(&report)?);

@@ -199,20 +199,12 @@ pub(crate) fn erase_in(
     data_before: Option<&str>,
 ) -> Result<EraseReport, ComplianceError> {
     let method = method_of(settings.method);
-    let mut lead_ids = lead_ids_of(conn, subject)?;
-    if let Some(before) = data_before {
-        let mut older = Vec::with_capacity(lead_ids.len());
-        for id in lead_ids {
-            if stored::lead_stored_before(conn, id, before)? {
-                older.push(id);
-            }
-        }
-        lead_ids = older;
-    }
+    let lead_ids = leads_to_erase(conn, subject, data_before)?;
     let consents = stored::consent_events(conn, subject.kind.as_str(), &subject.value)?;
     let known_id = stored::find(conn, subject.kind.as_str(), &subject.value)?;
+
     // A time-limited erasure with no lead before its limit destroys nothing, so it writes
-    // no act; an unlimited one still forgets a stored identifier.
+    // no act. An unlimited one still clears the value of a stored identifier.
     if lead_ids.is_empty() && (known_id.is_none() || data_before.is_some()) {
         if let Some(id) = known_id {
             stored::finish_erasures(conn, id, None)?;
@@ -230,6 +222,7 @@ pub(crate) fn erase_in(
             consent_events_kept: consents.len(),
         });
     }
+
     let subject_id = match known_id {
         Some(id) => id,
         None => stored::find_or_insert(conn, subject.kind.as_str(), &subject.value)?,
@@ -253,27 +246,21 @@ pub(crate) fn erase_in(
             }
         }
     }
-    let mut categories: Vec<String> = Vec::new();
-    let mut removed = Vec::with_capacity(lead_ids.len());
-    for id in &lead_ids {
-        let Some(lead) = remove_lead(conn, *id, settings.method == LeadMethod::Anonymise)? else {
-            continue;
-        };
-        removed.push(*id);
-        for category in lead.data_categories {
-            if !categories.contains(&category) {
-                categories.push(category);
-            }
-        }
-    }
-    // With a time limit, later leads may still need the identifiers; the retention job
-    // forgets them once nothing refers to them.
-    if data_before.is_none() {
+    let anonymise = settings.method == LeadMethod::Anonymise;
+    let (removed, mut categories) = remove_leads(conn, &lead_ids, anonymise)?;
+
+    // With a time limit, later leads may still need the identifiers, and other erasures
+    // of the linked identifiers may have other limits. The retention job clears the
+    // values once nothing refers to them.
+    let finished = if data_before.is_none() {
         categories.push("subject identifiers".to_string());
         for id in &subject_ids {
             stored::forget_value(conn, *id)?;
         }
-    }
+        subject_ids.clone()
+    } else {
+        vec![subject_id]
+    };
     acts::add_item(
         conn,
         act_id,
@@ -290,9 +277,10 @@ pub(crate) fn erase_in(
             count: removed.len() as i64,
         },
     )?;
-    for id in &subject_ids {
+    for id in &finished {
         stored::finish_erasures(conn, *id, Some(act_id))?;
     }
+
     let mut entry = Entry::new("subject_erased", actor);
     entry.subject_id = Some(subject_id);
     entry.personal_fields = &EXPORTED_FIELDS[..4];
@@ -313,6 +301,47 @@ pub(crate) fn erase_in(
         act_id: Some(act_id),
         consent_events_kept: consents.len(),
     })
+}
+
+/// Returns the leads of `subject`, limited to those stored before `data_before` when set.
+fn leads_to_erase(
+    conn: &Connection,
+    subject: &Subject,
+    data_before: Option<&str>,
+) -> Result<Vec<i64>, ComplianceError> {
+    let lead_ids = lead_ids_of(conn, subject)?;
+    let Some(before) = data_before else {
+        return Ok(lead_ids);
+    };
+    let mut older = Vec::with_capacity(lead_ids.len());
+    for id in lead_ids {
+        if stored::lead_stored_before(conn, id, before)? {
+            older.push(id);
+        }
+    }
+    Ok(older)
+}
+
+/// Removes `lead_ids` and returns the ids removed and the categories of their data.
+fn remove_leads(
+    conn: &Connection,
+    lead_ids: &[i64],
+    anonymise: bool,
+) -> Result<(Vec<i64>, Vec<String>), ComplianceError> {
+    let mut categories: Vec<String> = Vec::new();
+    let mut removed = Vec::with_capacity(lead_ids.len());
+    for id in lead_ids {
+        let Some(lead) = remove_lead(conn, *id, anonymise)? else {
+            continue;
+        };
+        removed.push(*id);
+        for category in lead.data_categories {
+            if !categories.contains(&category) {
+                categories.push(category);
+            }
+        }
+    }
+    Ok((removed, categories))
 }
 
 /// Erases everything held on `subject` at its request, in one transaction, and writes a
