@@ -216,6 +216,10 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(address = %bound, scheme, database = %db.display(), "listening");
         // A plain line that scripts and tests can read to learn a port picked by the OS.
         eprintln!("leadgate listening on {scheme}://{bound}");
+        tokio::spawn(crate::compliance::retention::run_periodically(
+            pipeline.store.clone(),
+            pipeline.settings.clone(),
+        ));
         crate::http::serve(listener, pipeline, Some(metrics), tls, webhook_token).await
     })?;
     Ok(ExitCode::SUCCESS)

@@ -14,6 +14,10 @@ use serde::Deserialize;
 
 use crate::store::DbKey;
 
+mod retention;
+
+pub use retention::{LeadMethod, RetentionSettings};
+
 /// The commented example configuration; its values are the built-in defaults.
 pub const EXAMPLE_TOML: &str = include_str!("../leadgate.example.toml");
 
@@ -49,6 +53,7 @@ pub struct Settings {
     pub tls: TlsSettings,
     pub limits: Limits,
     pub operator: Operator,
+    pub retention: RetentionSettings,
     pub services: Vec<Service>,
     /// Where approved replies are sent; `None` leaves the bot to poll `GET /v1/replies`.
     #[serde(default)]
@@ -218,6 +223,9 @@ impl Settings {
             None => "invalid built-in configuration".to_string(),
         })?;
         settings.apply(overrides);
+        settings
+            .retention
+            .apply_env(|name| std::env::var(name).ok())?;
         settings.validate()?;
         Ok(settings)
     }
@@ -302,6 +310,7 @@ impl Settings {
         {
             bail!("operator.policy_url must be an http:// or https:// address");
         }
+        self.retention.validate()?;
         if self.max_tokens < 32 {
             bail!(
                 "max_tokens is {}; a qualification needs at least 32",
@@ -471,6 +480,38 @@ mod tests {
         let settings = Settings::load(Some(&path), &overrides)?;
         assert_eq!(settings.listen.port(), 9000);
         assert_eq!(settings.wait_ms, 7);
+        Ok(())
+    }
+
+    #[test]
+    fn retention_defaults_match_example() {
+        assert_eq!(Settings::defaults().retention, RetentionSettings::default());
+    }
+
+    #[test]
+    fn retention_file_and_env_override() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("leadgate.toml");
+        std::fs::write(
+            &path,
+            "[retention]\nlead_days = 30\nmethod = \"anonymise\"\n",
+        )?;
+        let mut settings = Settings::load(Some(&path), &Overrides::default())?;
+        assert_eq!(settings.retention.lead_days, 30);
+        assert_eq!(settings.retention.method, LeadMethod::Anonymise);
+        assert_eq!(
+            settings.retention.journal_days, 1095,
+            "a missing key lost its default"
+        );
+        let env = |name: &str| (name == "LEADGATE_RETENTION_LEAD_DAYS").then(|| "7".to_string());
+        settings.retention.apply_env(env)?;
+        assert_eq!(settings.retention.lead_days, 7);
+        let bad = |name: &str| (name == "LEADGATE_RETENTION_BATCH_SIZE").then(|| "x".to_string());
+        let error = settings.retention.apply_env(bad).unwrap_err();
+        assert!(
+            error.to_string().contains("LEADGATE_RETENTION_BATCH_SIZE"),
+            "{error}"
+        );
         Ok(())
     }
 

@@ -5,6 +5,8 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod clock;
+pub mod compliance;
 pub mod config;
 pub mod consent;
 pub mod db_admin;

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 use crate::pipeline::QualificationView;
 use crate::redact::{Mapping, replace_known, restore, restore_draft};
 use crate::store::review::{self as queries, DraftRecord, ReplyRecord, Review};
-use crate::store::{Actor, Store, StoreError};
+use crate::store::{Author, Store, StoreError};
 
 /// The largest edited reply or rejection reason accepted, in bytes.
 pub const MAX_TEXT_BYTES: usize = 4 * 1024;
@@ -96,12 +96,26 @@ fn shown_kinds(mapping: &Mapping, texts: &[&str]) -> Vec<&'static str> {
     kinds
 }
 
-fn draft_view(draft: DraftRecord) -> (DraftView, Vec<&'static str>) {
+/// The fields of a draft view that carry the client's values, for the journal.
+const DRAFT_FIELDS: [&str; 2] = ["lead.text", "draft.text"];
+/// The fields of a reply that carry the client's values, for the journal.
+pub const REPLY_FIELDS: [&str; 1] = ["reply.text"];
+
+/// Fills in a stored draft for staff and returns it with the fields and placeholder kinds
+/// it shows.
+fn draft_view(draft: DraftRecord) -> (DraftView, Vec<&'static str>, Vec<&'static str>) {
     let fill = |text: &str| restore_draft(&draft.mapping, text);
     let mut texts = vec![draft.lead_text.as_str(), draft.text.as_str()];
     texts.extend(draft.edited_text.as_deref());
     texts.extend(draft.reject_reason.as_deref());
     let shown = shown_kinds(&draft.mapping, &texts);
+    let mut fields = DRAFT_FIELDS.to_vec();
+    if draft.edited_text.is_some() {
+        fields.push("draft.edited_text");
+    }
+    if draft.reject_reason.is_some() {
+        fields.push("draft.reject_reason");
+    }
     let view = DraftView {
         draft_id: draft.id,
         lead_id: draft.lead_id,
@@ -120,7 +134,7 @@ fn draft_view(draft: DraftRecord) -> (DraftView, Vec<&'static str>) {
         reviewed_at: draft.reviewed_at.clone(),
         created_at: draft.created_at.clone(),
     };
-    (view, shown)
+    (view, fields, shown)
 }
 
 /// Fills in a stored reply for the bot and returns it with the placeholder kinds shown.
@@ -145,7 +159,7 @@ pub async fn list_drafts(
     status: &'static str,
     after: i64,
     limit: usize,
-    actor: Actor,
+    actor: Author,
     action: &'static str,
 ) -> Result<Vec<DraftView>, ReviewError> {
     let views = store
@@ -153,8 +167,8 @@ pub async fn list_drafts(
             let drafts = queries::list_drafts(conn, status, after, limit)?;
             let mut views = Vec::with_capacity(drafts.len());
             for draft in drafts {
-                let (view, shown) = draft_view(draft);
-                queries::journal_read(conn, action, view.lead_id, &shown, &actor)?;
+                let (view, fields, shown) = draft_view(draft);
+                queries::journal_read(conn, action, view.lead_id, &fields, &shown, &actor)?;
                 views.push(view);
             }
             Ok(views)
@@ -167,7 +181,7 @@ pub async fn list_drafts(
 pub async fn get_draft(
     store: &Store,
     id: i64,
-    actor: Actor,
+    actor: Author,
     action: &'static str,
 ) -> Result<DraftView, ReviewError> {
     let view = store
@@ -175,8 +189,8 @@ pub async fn get_draft(
             let Some(draft) = queries::load_draft(conn, id)? else {
                 return Ok(None);
             };
-            let (view, shown) = draft_view(draft);
-            queries::journal_read(conn, action, view.lead_id, &shown, &actor)?;
+            let (view, fields, shown) = draft_view(draft);
+            queries::journal_read(conn, action, view.lead_id, &fields, &shown, &actor)?;
             Ok(Some(view))
         })
         .await?;
@@ -210,7 +224,7 @@ pub async fn approve(
     store: &Store,
     id: i64,
     edited: Option<String>,
-    actor: Actor,
+    actor: Author,
     queue_webhook: bool,
 ) -> Result<ReplyView, ReviewError> {
     if let Some(text) = &edited {
@@ -248,7 +262,7 @@ pub async fn reject(
     store: &Store,
     id: i64,
     reason: String,
-    actor: Actor,
+    actor: Author,
 ) -> Result<(), ReviewError> {
     check_text("rejection reason", &reason)?;
     store
@@ -269,15 +283,22 @@ pub async fn replies(
     store: &Store,
     since: i64,
     limit: usize,
-    actor: Actor,
+    actor: Author,
 ) -> Result<(Vec<ReplyView>, i64), ReviewError> {
     let views = store
         .call(move |conn| {
-            let replies = queries::replies_since(conn, since, limit, actor.key_id)?;
+            let replies = queries::replies_since(conn, since, limit, actor.key_id())?;
             let mut views = Vec::with_capacity(replies.len());
             for reply in &replies {
                 let (view, shown) = reply_view(reply);
-                queries::journal_read(conn, "reply_read", reply.lead_id, &shown, &actor)?;
+                queries::journal_read(
+                    conn,
+                    "reply_read",
+                    reply.lead_id,
+                    &REPLY_FIELDS,
+                    &shown,
+                    &actor,
+                )?;
                 views.push(view);
             }
             Ok(views)

@@ -8,10 +8,11 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 
-use crate::admin::DbArgs;
+use crate::db_admin::DbArgs;
 use crate::draft::{self, templates as checks};
+use crate::store::journal::Actor;
 use crate::store::templates::{self as versions, Activation};
-use crate::store::{Actor, queries};
+use crate::store::{Author, queries};
 
 #[derive(Debug, Args)]
 pub struct TemplatesArgs {
@@ -103,9 +104,9 @@ impl TemplatesCommand {
     }
 }
 
-fn cli_actor(name: &str) -> Actor {
-    Actor {
-        key_id: None,
+fn cli_actor(name: &str) -> Author {
+    Author {
+        actor: Actor::Cli,
         name: name.to_string(),
     }
 }

@@ -12,8 +12,9 @@ use tokio::sync::Notify;
 
 use crate::config::Webhook as WebhookSettings;
 use crate::review::reply_view;
+use crate::store::journal::Actor;
 use crate::store::webhooks::{self as queue, Attempt, now_ms};
-use crate::store::{Actor, Store, StoreError, review};
+use crate::store::{Author, Store, StoreError, review};
 
 /// The maximum wait between two attempts of one reply.
 const MAX_RETRY_WAIT: Duration = Duration::from_secs(600);
@@ -156,11 +157,18 @@ async fn deliver(store: &Store, target: &Arc<Target>, reply_id: i64) -> Result<(
         .call(move |conn| {
             queue::record(conn, reply_id, &attempt)?;
             if delivered {
-                let actor = Actor {
-                    key_id: None,
+                let actor = Author {
+                    actor: Actor::System,
                     name: "webhook".to_string(),
                 };
-                review::journal_read(conn, "reply_sent", lead_id, &shown, &actor)?;
+                review::journal_read(
+                    conn,
+                    "reply_sent",
+                    lead_id,
+                    &crate::review::REPLY_FIELDS,
+                    &shown,
+                    &actor,
+                )?;
             }
             Ok(())
         })

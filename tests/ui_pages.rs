@@ -3,99 +3,9 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::server::{Keyed, call, create_key, leadgate, open_db};
+use common::ui::{browser, cookie_value, csrf, page, set_cookie, sign_in};
 use serde_json::json;
-
-/// Builds an HTTP client that does not follow redirects, so each 303 can be checked.
-fn browser() -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .redirects(0)
-        .timeout(Duration::from_secs(600))
-        .build()
-}
-
-/// A response reduced to what the checks need.
-struct Page {
-    status: u16,
-    location: Option<String>,
-    cookies: Vec<String>,
-    csp: Option<String>,
-    cache: Option<String>,
-    body: String,
-}
-
-fn page(result: Result<ureq::Response, ureq::Error>) -> Page {
-    let response = match result {
-        Ok(response) => response,
-        Err(ureq::Error::Status(_, response)) => response,
-        Err(error) => panic!("request failed: {error}"),
-    };
-    Page {
-        status: response.status(),
-        location: response.header("Location").map(str::to_string),
-        cookies: response
-            .all("Set-Cookie")
-            .into_iter()
-            .map(str::to_string)
-            .collect(),
-        csp: response
-            .header("Content-Security-Policy")
-            .map(str::to_string),
-        cache: response.header("Cache-Control").map(str::to_string),
-        body: response.into_string().unwrap(),
-    }
-}
-
-/// Returns the value of the cookie `name` set by `page`, with its attributes.
-fn set_cookie<'a>(page: &'a Page, name: &str) -> &'a str {
-    page.cookies
-        .iter()
-        .find(|cookie| cookie.starts_with(&format!("{name}=")))
-        .unwrap_or_else(|| panic!("no {name} cookie in {:?}", page.cookies))
-}
-
-fn cookie_value(set_cookie: &str) -> String {
-    let pair = set_cookie.split(';').next().unwrap();
-    pair.split_once('=').unwrap().1.to_string()
-}
-
-/// Returns the CSRF token of the first form on the page.
-fn csrf(page: &Page) -> String {
-    let marker = "name=\"csrf\" value=\"";
-    let start = page.body.find(marker).expect("a form with a CSRF token") + marker.len();
-    let end = page.body[start..].find('"').unwrap() + start;
-    page.body[start..end].to_string()
-}
-
-/// Signs in with `key` and returns the session cookie and the session's CSRF token.
-fn sign_in(base: &str, key: &str) -> (String, String) {
-    let form = page(browser().get(&format!("{base}/ui/login")).call());
-    assert_eq!(form.status, 200);
-    let login_cookie = cookie_value(set_cookie(&form, "lg_login_csrf"));
-    let signed_in = page(
-        browser()
-            .post(&format!("{base}/ui/login"))
-            .set("Cookie", &format!("lg_login_csrf={login_cookie}"))
-            .send_form(&[("csrf", &csrf(&form)), ("key", key)]),
-    );
-    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
-    assert_eq!(signed_in.location.as_deref(), Some("/ui/drafts"));
-    let session = set_cookie(&signed_in, "lg_session");
-    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/ui"] {
-        assert!(session.contains(attribute), "{session} lacks {attribute}");
-    }
-    let cookie = format!("lg_session={}", cookie_value(session));
-    let queue = page(
-        browser()
-            .get(&format!("{base}/ui/drafts"))
-            .set("Cookie", &cookie)
-            .call(),
-    );
-    assert_eq!(queue.status, 200, "{}", queue.body);
-    (cookie, csrf(&queue))
-}
 
 #[test]
 fn staff_page_sessions_and_csrf() {
@@ -264,16 +174,25 @@ fn staff_page_sessions_and_csrf() {
 
     // The full view of the draft was journaled with the key, without the values.
     let conn = open_db(&db);
-    let reads: Vec<(Option<i64>, String)> = conn
-        .prepare("SELECT key_id, fields FROM journal WHERE action = 'ui_draft_read'")
+    type Read = (Option<i64>, Option<String>, String, String);
+    let reads: Vec<Read> = conn
+        .prepare(
+            "SELECT key_id, role, personal_fields, fields FROM journal \
+             WHERE action = 'ui_draft_read'",
+        )
         .unwrap()
-        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .query_map([], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
     assert!(!reads.is_empty(), "no journaled read");
-    for (key_id, fields) in &reads {
+    for (key_id, role, personal_fields, fields) in &reads {
         assert!(key_id.is_some(), "a read without its key");
+        assert_eq!(role.as_deref(), Some("staff"));
+        assert!(personal_fields.contains("lead.text"), "{personal_fields}");
+        assert!(personal_fields.contains("draft.text"), "{personal_fields}");
         assert!(fields.contains("PERSON"), "{fields}");
         assert!(
             !fields.contains("Эльвира"),

@@ -15,7 +15,7 @@ use super::body::parse_optional_json;
 use super::error::{ApiError, ErrorBody, parse_json};
 use crate::auth::{Principal, Role};
 use crate::review::{self, DraftView, ReplyView, ReviewError};
-use crate::store::Actor;
+use crate::store::Author;
 use crate::store::review::{APPROVED, PENDING, REJECTED};
 
 /// The maximum number of drafts or replies one request returns.
@@ -106,7 +106,7 @@ pub async fn list_drafts(
     };
     let limit = limit(params.limit)?;
     let after = params.after.unwrap_or(0);
-    let actor = request_actor(&principal);
+    let actor = Author::from(&principal);
     let drafts: Vec<DraftView> = review::list_drafts(
         &state.pipeline.store,
         status,
@@ -135,7 +135,7 @@ pub async fn get_draft(
     let view = review::get_draft(
         &state.pipeline.store,
         id,
-        request_actor(&principal),
+        Author::from(&principal),
         "draft_read",
     )
     .await?;
@@ -160,7 +160,7 @@ pub async fn approve(
     principal.require(REVIEWERS)?;
     let id = draft_id(&id)?;
     let request: ApproveRequest = parse_optional_json(&headers, &body, &["text"])?;
-    let reply = approve_draft(&state, id, request.text, request_actor(&principal)).await?;
+    let reply = approve_draft(&state, id, request.text, Author::from(&principal)).await?;
     Ok(Json(reply))
 }
 
@@ -169,7 +169,7 @@ pub async fn approve_draft(
     state: &AppState,
     id: i64,
     text: Option<String>,
-    actor: Actor,
+    actor: Author,
 ) -> Result<ReplyView, ReviewError> {
     let webhook = state.webhook.as_ref();
     let reply = review::approve(&state.pipeline.store, id, text, actor, webhook.is_some()).await?;
@@ -201,7 +201,7 @@ pub async fn reject(
         &state.pipeline.store,
         id,
         request.reason,
-        request_actor(&principal),
+        Author::from(&principal),
     )
     .await?;
     Ok(Json(json!({ "draft_id": id, "status": REJECTED })))
@@ -232,16 +232,8 @@ pub async fn list_replies(
         &state.pipeline.store,
         since,
         limit,
-        request_actor(&principal),
+        Author::from(&principal),
     )
     .await?;
     Ok(Json(json!({ "replies": replies, "next_since": next })))
-}
-
-/// Returns who is recorded for a review or read: the key's name and id.
-fn request_actor(principal: &Principal) -> Actor {
-    Actor {
-        key_id: Some(principal.key_id),
-        name: principal.name.clone(),
-    }
 }

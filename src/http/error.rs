@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::compliance::ComplianceError;
 use crate::draft::templates::TemplateError;
 use crate::pipeline::PipelineError;
 use crate::review::ReviewError;
@@ -116,6 +117,17 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<ComplianceError> for ApiError {
+    fn from(error: ComplianceError) -> ApiError {
+        match error {
+            ComplianceError::Store(error) => ApiError::from(error),
+            ComplianceError::InvalidSubject(error) => {
+                ApiError::unprocessable("invalid_subject", error.to_string())
+            }
+        }
+    }
+}
+
 impl From<PipelineError> for ApiError {
     fn from(error: PipelineError) -> ApiError {
         match error {
@@ -198,13 +210,8 @@ impl From<ReviewError> for ApiError {
     }
 }
 
-/// Parses a JSON request body after checking its content type; errors name only the fields
-/// in `allowed_fields`, never the client's values.
-pub fn parse_json<T: serde::de::DeserializeOwned>(
-    headers: &axum::http::HeaderMap,
-    body: &[u8],
-    allowed_fields: &[&str],
-) -> Result<T, ApiError> {
+/// Checks that the request declares a JSON body, or fails with 415 `unsupported_media_type`.
+pub fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     let is_json = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -217,6 +224,17 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
             "send the body as JSON with `Content-Type: application/json`",
         ));
     }
+    Ok(())
+}
+
+/// Parses a JSON request body after checking its content type; errors name only the fields
+/// in `allowed_fields`, never the client's values.
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+    allowed_fields: &[&str],
+) -> Result<T, ApiError> {
+    require_json(headers)?;
     serde_json::from_slice(body).map_err(|e| json_error(&e, allowed_fields))
 }
 

@@ -1,14 +1,18 @@
 //! The HTTP API: routes, per-request tracing and metrics, health and readiness, and the
 //! server's start and graceful shutdown.
 
+pub mod acts;
 pub mod body;
 pub mod consent_texts;
 pub mod consents;
 pub mod drafts;
 pub mod error;
+pub mod journal;
 pub mod leads;
+mod query;
 pub mod rate_limit;
 pub mod server;
+pub mod subjects;
 pub mod templates;
 pub mod tls;
 pub mod ui;
@@ -68,7 +72,12 @@ pub struct AppState {
         templates::get_version,
         templates::activate,
         templates::rollback,
-        templates::diff
+        templates::diff,
+        journal::list_journal,
+        subjects::export_subject,
+        subjects::erase_subject,
+        acts::list_acts,
+        acts::get_act
     ),
     components(schemas(
         leads::LeadRequest,
@@ -87,7 +96,9 @@ pub struct AppState {
         drafts::ApproveRequest,
         drafts::RejectRequest,
         templates::SaveRequest,
-        error::ErrorBody
+        error::ErrorBody,
+        error::ErrorBody,
+        subjects::EraseRequest
     )),
     modifiers(&SecuritySchemes)
 )]
@@ -157,6 +168,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/templates/{kind}/rollback", post(templates::rollback))
         .route("/v1/templates/{kind}/diff", get(templates::diff))
         .merge(ui::routes())
+        .route("/v1/journal", get(journal::list_journal))
+        .route("/v1/subjects/export", get(subjects::export_subject))
+        .route("/v1/subjects/erase", post(subjects::erase_subject))
+        .route("/v1/acts", get(acts::list_acts))
+        .route("/v1/acts/{id}", get(acts::get_act))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))

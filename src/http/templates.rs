@@ -19,7 +19,7 @@ use super::error::{ApiError, ErrorBody, parse_json};
 use crate::auth::{Principal, Role};
 use crate::draft::templates::{self as checks};
 use crate::store::templates::{self as versions, Activation};
-use crate::store::{Actor, StoreError};
+use crate::store::{Author, StoreError};
 
 const SAVE_FIELDS: [&str; 2] = ["body", "activate"];
 
@@ -148,7 +148,7 @@ pub async fn save_version(
     let service = key(&state, &kind, query(params)?.service)?;
     let request: SaveRequest = parse_json(&headers, &body, &SAVE_FIELDS)?;
     checks::check_body(&request.body)?;
-    let actor = request_actor(&principal);
+    let actor = Author::from(&principal);
     let saved = with_store(&state, move |conn| {
         versions::save_version(
             conn,
@@ -217,7 +217,7 @@ pub async fn activate(
     principal.require(&[Role::Admin])?;
     let service = key(&state, &kind, query(params)?.service)?;
     let version = parse_version(&version)?;
-    let actor = request_actor(&principal);
+    let actor = Author::from(&principal);
     let k = kind.clone();
     let activation = with_store(&state, move |conn| {
         versions::activate(conn, &k, service.as_deref(), version, &actor)
@@ -243,7 +243,7 @@ pub async fn rollback(
 ) -> Result<Response, ApiError> {
     principal.require(&[Role::Admin])?;
     let service = key(&state, &kind, query(params)?.service)?;
-    let actor = request_actor(&principal);
+    let actor = Author::from(&principal);
     let k = kind.clone();
     let activation = with_store(&state, move |conn| {
         versions::rollback(conn, &k, service.as_deref(), &actor)
@@ -286,12 +286,4 @@ pub async fn diff(
         &format!("{kind} v{to}"),
     );
     Ok(Json(json!({ "from": from, "to": to, "diff": text })))
-}
-
-/// Returns the author recorded for a change: the key's name and id.
-fn request_actor(principal: &Principal) -> Actor {
-    Actor {
-        key_id: Some(principal.key_id),
-        name: principal.name.clone(),
-    }
 }

@@ -309,6 +309,7 @@ impl Pipeline {
                     &lead.external_id,
                     lead.received_at.as_deref(),
                     lead.key_id,
+                    self.withdrawal_hook(),
                 );
                 Some((subject, store_gate))
             }

@@ -8,14 +8,18 @@
 //! nothing of HTTP. Async callers go through [`Store::call`], which runs the work on a
 //! blocking thread.
 
+pub mod acts;
 pub mod backup;
 pub mod consent;
+pub mod journal;
 pub mod key;
 pub mod keys;
 pub mod queries;
+pub mod retention;
 pub mod review;
 mod schema;
 pub mod sessions;
+pub mod subject;
 pub mod templates;
 pub mod webhooks;
 
@@ -153,12 +157,27 @@ impl Store {
     }
 }
 
-/// Who did something, as stored beside what they did: an API key's name and id, or a
-/// label such as `cli` with no key.
+/// The author of a template version or a draft review: the performer the journal records,
+/// and the name stored beside the change (an API key's name, or a label such as `cli`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor {
-    pub key_id: Option<i64>,
+pub struct Author {
+    pub actor: journal::Actor,
     pub name: String,
+}
+
+impl Author {
+    pub fn key_id(&self) -> Option<i64> {
+        self.actor.key_id()
+    }
+}
+
+impl From<&keys::Principal> for Author {
+    fn from(principal: &keys::Principal) -> Author {
+        Author {
+            actor: journal::Actor::from(principal),
+            name: principal.name.clone(),
+        }
+    }
 }
 
 /// Opens a new database with a fixed test key in a temporary folder, which is removed when
@@ -171,11 +190,9 @@ pub(crate) fn temporary_store() -> (tempfile::TempDir, Store) {
     (dir, store)
 }
 
-/// The current UTC time in RFC 3339, the format of every time column.
+/// The current UTC time in RFC 3339, the format of every time column; see [`crate::clock`].
 pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("a current UTC time formats as RFC 3339")
+    crate::clock::format(crate::clock::now())
 }
 
 #[cfg(test)]

@@ -3,7 +3,11 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 
-use super::consent::{EventKind, NewConsentEvent, append_event, has_consent, stop_subject};
+use super::consent::{
+    EventKind, NewConsentEvent, WithdrawalHook, after_withdrawal, append_event, has_consent,
+    stop_subject,
+};
+use super::journal::{Actor, Entry};
 use super::{StoreError, now_rfc3339};
 use crate::redact::{Mapping, MappingEntry, PiiKind};
 
@@ -28,6 +32,8 @@ pub struct LeadGate {
     pub purpose: String,
     /// A consent event the same request carries, logged before the check.
     pub consent: Option<NewConsentEvent>,
+    /// Runs when that event is a new withdrawal, in the transaction that logs it.
+    pub on_withdrawal: Option<WithdrawalHook>,
 }
 
 /// The outcome of [`insert_lead`].
@@ -135,9 +141,10 @@ pub fn insert_lead(
     let consented = match (gate, &lead.subject) {
         (Some(gate), Some((kind, subject))) => {
             if let Some(event) = &gate.consent {
-                append_event(&tx, event)?;
+                let recorded = append_event(&tx, event)?;
                 if event.event == EventKind::Withdrawn {
                     stop_subject(&tx, kind, subject)?;
+                    after_withdrawal(&tx, &recorded, gate.on_withdrawal.as_ref())?;
                 }
             }
             has_consent(&tx, kind, subject, &gate.purpose)?
@@ -293,8 +300,8 @@ pub fn lead_status(conn: &Connection, id: i64) -> Result<Option<String>, StoreEr
         .optional()?)
 }
 
-/// Appends a journal entry of the server or the command line. `fields` must hold ids,
-/// counts and labels only.
+/// Appends a journal entry of the server itself. `fields` must hold ids, counts and labels
+/// only.
 pub fn journal(
     conn: &Connection,
     action: &str,
@@ -304,8 +311,8 @@ pub fn journal(
     journal_by(conn, action, lead_id, None, fields)
 }
 
-/// Appends a journal entry of the holder of API key `key_id`. `fields` must hold ids,
-/// counts and labels only.
+/// Appends a journal entry of the holder of API key `key_id`, or of the server itself when
+/// it is `None`. `fields` must hold ids, counts and labels only.
 pub fn journal_by(
     conn: &Connection,
     action: &str,
@@ -313,10 +320,25 @@ pub fn journal_by(
     key_id: Option<i64>,
     fields: &serde_json::Value,
 ) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT INTO journal (at, action, lead_id, key_id, fields) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![now_rfc3339(), action, lead_id, key_id, fields.to_string()],
-    )?;
+    let actor = match key_id {
+        Some(id) => {
+            let role: String = conn.query_row(
+                "SELECT role FROM api_keys WHERE id = ?1",
+                params![id],
+                |row| row.get(0),
+            )?;
+            let role = super::keys::Role::parse(&role).ok_or_else(|| StoreError::Corrupt {
+                column: "role",
+                message: format!("unknown role `{role}`"),
+            })?;
+            Actor::Key { id, role }
+        }
+        None => Actor::System,
+    };
+    let mut entry = Entry::new(action, actor);
+    entry.lead_id = lead_id;
+    entry.details = fields.clone();
+    super::journal::append(conn, &entry)?;
     Ok(())
 }
 
@@ -682,7 +704,7 @@ mod tests {
         let store = open(&path)?;
         let version: i64 =
             store.call_blocking(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))?;
-        assert_eq!(version, 3);
+        assert_eq!(version, 4);
         Ok(())
     }
 }

@@ -6,8 +6,9 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::queries::{QualificationRow, journal_by, load_mapping, load_qualification};
-use super::{Actor, StoreError, now_rfc3339};
+use super::journal::{self, Entry};
+use super::queries::{QualificationRow, load_mapping, load_qualification};
+use super::{Author, StoreError, now_rfc3339};
 use crate::redact::Mapping;
 
 /// The statuses a draft moves through.
@@ -148,7 +149,7 @@ pub fn approve(
     conn: &mut Connection,
     id: i64,
     edited_text: Option<&str>,
-    actor: &Actor,
+    actor: &Author,
     queue_webhook: bool,
 ) -> Result<Review, StoreError> {
     let tx = conn.transaction()?;
@@ -162,7 +163,7 @@ pub fn approve(
     tx.execute(
         "UPDATE drafts SET status = ?1, edited_text = ?2, reviewed_by = ?3, \
          reviewed_key_id = ?4, reviewed_at = ?5 WHERE id = ?6",
-        params![APPROVED, edited_text, actor.name, actor.key_id, now, id],
+        params![APPROVED, edited_text, actor.name, actor.key_id(), now, id],
     )?;
     tx.execute(
         "UPDATE leads SET status = ?1 WHERE id = ?2",
@@ -183,7 +184,7 @@ pub fn approve(
         "reply_id": reply_id,
         "edited": edited_text.is_some(),
     });
-    journal_by(&tx, "draft_approved", Some(lead_id), actor.key_id, &fields)?;
+    journal::append_action(&tx, "draft_approved", actor.actor, Some(lead_id), fields)?;
     tx.commit()?;
     Ok(Review::Done {
         reply_id: Some(reply_id),
@@ -195,7 +196,7 @@ pub fn reject(
     conn: &mut Connection,
     id: i64,
     reason: &str,
-    actor: &Actor,
+    actor: &Author,
 ) -> Result<Review, StoreError> {
     let tx = conn.transaction()?;
     let Some((status, lead_id)) = draft_status(&tx, id)? else {
@@ -211,7 +212,7 @@ pub fn reject(
             REJECTED,
             reason,
             actor.name,
-            actor.key_id,
+            actor.key_id(),
             now_rfc3339(),
             id
         ],
@@ -224,7 +225,7 @@ pub fn reject(
         "draft_id": id,
         "reason_bytes": reason.len(),
     });
-    journal_by(&tx, "draft_rejected", Some(lead_id), actor.key_id, &fields)?;
+    journal::append_action(&tx, "draft_rejected", actor.actor, Some(lead_id), fields)?;
     tx.commit()?;
     Ok(Review::Done { reply_id: None })
 }
@@ -287,15 +288,21 @@ pub fn load_reply(conn: &Connection, id: i64) -> Result<Option<ReplyRecord>, Sto
     Ok(Some(reply))
 }
 
-/// Writes a journal entry for a read of a lead's personal data: which placeholder kinds
-/// were shown, never the values.
+/// Writes a journal entry for a read of a lead's personal data: the names of the fields
+/// shown with the client's values filled in, and which placeholder kinds those values
+/// were, never the values.
 pub fn journal_read(
     conn: &Connection,
     action: &str,
     lead_id: i64,
+    fields: &[&str],
     shown: &[&str],
-    actor: &Actor,
+    actor: &Author,
 ) -> Result<(), StoreError> {
-    let fields = serde_json::json!({ "shown": shown });
-    journal_by(conn, action, Some(lead_id), actor.key_id, &fields)
+    let mut entry = Entry::new(action, actor.actor);
+    entry.lead_id = Some(lead_id);
+    entry.personal_fields = fields;
+    entry.details = serde_json::json!({ "shown": shown });
+    journal::append(conn, &entry)?;
+    Ok(())
 }

@@ -5,8 +5,8 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
-use super::queries::journal_by;
-use super::{Actor, StoreError, now_rfc3339};
+use super::journal;
+use super::{Author, StoreError, now_rfc3339};
 
 /// One saved version of a template.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -145,7 +145,7 @@ pub fn save_version(
     service: Option<&str>,
     body: &str,
     activate: bool,
-    actor: &Actor,
+    actor: &Author,
 ) -> Result<TemplateVersion, StoreError> {
     let tx = conn.transaction()?;
     let latest: Option<i64> = tx.query_row(
@@ -164,7 +164,7 @@ pub fn save_version(
             version,
             body,
             actor.name,
-            actor.key_id,
+            actor.key_id(),
             now_rfc3339()
         ],
     )?;
@@ -174,7 +174,7 @@ pub fn save_version(
         "version": version,
         "bytes": body.len(),
     });
-    journal_by(&tx, "template_saved", None, actor.key_id, &fields)?;
+    journal::append_action(&tx, "template_saved", actor.actor, None, fields)?;
     if activate {
         set_active(&tx, kind, service, version, actor)?;
     }
@@ -192,7 +192,7 @@ fn set_active(
     kind: &str,
     service: Option<&str>,
     version: i64,
-    actor: &Actor,
+    actor: &Author,
 ) -> Result<Option<i64>, StoreError> {
     let previous = active_version(conn, kind, service)?.map(|v| v.version);
     // Clear first: the schema allows one active version per key at any moment.
@@ -212,7 +212,7 @@ fn set_active(
         "version": version,
         "previous": previous,
     });
-    journal_by(conn, "template_activated", None, actor.key_id, &fields)?;
+    journal::append_action(conn, "template_activated", actor.actor, None, fields)?;
     Ok(previous)
 }
 
@@ -222,7 +222,7 @@ pub fn activate(
     kind: &str,
     service: Option<&str>,
     version: i64,
-    actor: &Actor,
+    actor: &Author,
 ) -> Result<Activation, StoreError> {
     let tx = conn.transaction()?;
     if get_version(&tx, kind, service, version)?.is_none() {
@@ -243,7 +243,7 @@ pub fn rollback(
     conn: &mut Connection,
     kind: &str,
     service: Option<&str>,
-    actor: &Actor,
+    actor: &Author,
 ) -> Result<Activation, StoreError> {
     let target: Option<i64> = {
         let current = active_version(conn, kind, service)?.map(|v| v.version);
@@ -265,9 +265,9 @@ mod tests {
     use super::*;
     use crate::store::Store;
 
-    fn admin() -> Actor {
-        Actor {
-            key_id: Some(7),
+    fn admin() -> Author {
+        Author {
+            actor: journal::Actor::Cli,
             name: "owner".to_string(),
         }
     }

@@ -41,8 +41,14 @@ pub fn leadgate() -> Command {
         "LEADGATE_RATE_PER_MINUTE",
         "LEADGATE_RATE_BURST",
         "LEADGATE_WEBHOOK_TOKEN",
+        "LEADGATE_NOW",
     ] {
         command.env_remove(name);
+    }
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("LEADGATE_RETENTION_") {
+            command.env_remove(name);
+        }
     }
     command
 }
@@ -65,7 +71,7 @@ impl Server {
     }
 
     /// Creates a bot key on `db`, then starts `leadgate serve` with extra environment
-    /// variables.
+    /// variables, such as `LEADGATE_NOW`.
     pub fn start_with_env(db: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Server {
         let (_, bot) = create_key(db, "bot", "test bot");
         let mut command = leadgate();

@@ -14,7 +14,7 @@ use crate::auth::Role;
 use crate::http::AppState;
 use crate::http::drafts::approve_draft;
 use crate::review::{self, DraftView};
-use crate::store::Actor;
+use crate::store::Author;
 use crate::store::review::{self as queries, PENDING};
 
 /// The maximum number of pending drafts the queue lists.
@@ -35,13 +35,6 @@ struct QueueItem {
 #[derive(Deserialize)]
 pub struct Done {
     done: Option<String>,
-}
-
-fn actor(signed_in: &SignedIn) -> Actor {
-    Actor {
-        key_id: Some(signed_in.principal.key_id),
-        name: signed_in.principal.name.clone(),
-    }
 }
 
 async fn queue_items(state: &AppState) -> Result<Vec<QueueItem>, UiError> {
@@ -114,7 +107,7 @@ pub async fn queue(
             review::get_draft(
                 &state.pipeline.store,
                 first.draft_id,
-                actor(&signed_in),
+                Author::from(&signed_in.principal),
                 "ui_draft_read",
             )
             .await?,
@@ -140,7 +133,7 @@ pub async fn one(
     let current = review::get_draft(
         &state.pipeline.store,
         id,
-        actor(&signed_in),
+        Author::from(&signed_in.principal),
         "ui_draft_read",
     )
     .await?;
@@ -177,7 +170,7 @@ pub async fn approve(
         "edit" => (submitted.text, "edited"),
         _ => return Err(UiError::bad_form()),
     };
-    approve_draft(&state, id, text, actor(&signed_in)).await?;
+    approve_draft(&state, id, text, Author::from(&signed_in.principal)).await?;
     Ok(Redirect::to(&format!("/ui/drafts?done={done}")).into_response())
 }
 
@@ -202,7 +195,7 @@ pub async fn reject(
         &state.pipeline.store,
         id,
         submitted.reason,
-        actor(&signed_in),
+        Author::from(&signed_in.principal),
     )
     .await?;
     Ok(Redirect::to("/ui/drafts?done=rejected").into_response())

@@ -14,7 +14,7 @@ use crate::auth::Role;
 use crate::draft::templates::{self as checks, VARIABLES};
 use crate::http::AppState;
 use crate::store::templates::{self as versions, Activation};
-use crate::store::{Actor, StoreError};
+use crate::store::{Author, StoreError};
 
 const ADMINS: [Role; 1] = [Role::Admin];
 
@@ -30,13 +30,6 @@ pub struct KeyQuery {
 struct DiffLine {
     class: &'static str,
     text: String,
-}
-
-fn actor(signed_in: &SignedIn) -> Actor {
-    Actor {
-        key_id: Some(signed_in.principal.key_id),
-        name: signed_in.principal.name.clone(),
-    }
 }
 
 fn service_of(
@@ -197,7 +190,11 @@ pub async fn save(
         return key_page(&state, &signed_in, StatusCode::UNPROCESSABLE_ENTITY, page).await;
     }
     let activate = submitted.activate.is_some();
-    let (k, s, author) = (kind.clone(), service.clone(), actor(&signed_in));
+    let (k, s, author) = (
+        kind.clone(),
+        service.clone(),
+        Author::from(&signed_in.principal),
+    );
     store_call(&state, move |conn| {
         versions::save_version(conn, &k, s.as_deref(), &body, activate, &author)
     })
@@ -230,7 +227,7 @@ pub async fn activate(
     let (k, s, author, version) = (
         kind.clone(),
         service.clone(),
-        actor(&signed_in),
+        Author::from(&signed_in.principal),
         submitted.version,
     );
     let activation = store_call(&state, move |conn| {
@@ -252,7 +249,11 @@ pub async fn rollback(
     signed_in.check_csrf(&submitted.csrf)?;
     signed_in.require(&ADMINS)?;
     let service = service_of(&state, &kind, query.service)?;
-    let (k, s, author) = (kind.clone(), service.clone(), actor(&signed_in));
+    let (k, s, author) = (
+        kind.clone(),
+        service.clone(),
+        Author::from(&signed_in.principal),
+    );
     let activation = store_call(&state, move |conn| {
         versions::rollback(conn, &k, s.as_deref(), &author)
     })
