@@ -10,11 +10,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 
 use crate::auth::{self, Role};
-use crate::config::{Overrides, Settings};
+use crate::config::Settings;
 use crate::consent;
+use crate::db_admin::DbArgs;
 use crate::store::Store;
 use crate::store::consent as stored_consent;
 use crate::store::keys::{self as stored_keys, Revoked};
@@ -22,39 +23,13 @@ use crate::store::keys::{self as stored_keys, Revoked};
 /// The maximum length of a key name, in characters.
 const MAX_KEY_NAME_CHARS: usize = 100;
 
-/// Options of every command that opens the database.
-#[derive(Debug, Args)]
-pub struct DbArgs {
-    /// The configuration file; by default leadgate.toml in the current folder, if present.
-    #[arg(long, env = "LEADGATE_CONFIG")]
-    pub config: Option<PathBuf>,
-
-    /// The SQLite database file; by default `db` from the configuration.
-    #[arg(long, env = "LEADGATE_DB")]
-    pub db: Option<PathBuf>,
-}
-
-impl DbArgs {
-    /// Reads the settings and opens (or creates) the database they name.
-    pub fn open(&self) -> anyhow::Result<(Settings, Store)> {
-        let overrides = Overrides {
-            db: self.db.clone(),
-            ..Overrides::default()
-        };
-        let settings = Settings::load(self.config.as_deref(), &overrides)?;
-        let key = crate::db_admin::database_key(&settings)?;
-        let store = crate::db_admin::open_store(&settings, &settings.db, &key)?;
-        Ok((settings, store))
-    }
-
-    /// Like [`DbArgs::open`], and loads the shipped consent text as the server does on its
-    /// first start, so that the consent commands see the same version 1.
-    fn open_with_consent_text(&self) -> anyhow::Result<(Settings, Store)> {
-        let (settings, store) = self.open()?;
-        let shipped = consent::shipped_text(&settings.operator)?;
-        store.call_blocking(|conn| stored_consent::seed_text(conn, &shipped))?;
-        Ok((settings, store))
-    }
+/// Opens the database like [`DbArgs::open`], and loads the shipped consent text as the
+/// server does on its first start, so that the consent commands see the same version 1.
+fn open_with_consent_text(db: &DbArgs) -> anyhow::Result<(Settings, Store)> {
+    let (settings, store) = db.open()?;
+    let shipped = consent::shipped_text(&settings.operator)?;
+    store.call_blocking(|conn| stored_consent::seed_text(conn, &shipped))?;
+    Ok((settings, store))
 }
 
 #[derive(Debug, Subcommand)]
@@ -220,7 +195,7 @@ pub fn consent(command: ConsentCommand) -> anyhow::Result<ExitCode> {
 fn texts(command: TextsCommand) -> anyhow::Result<ExitCode> {
     let text = match command {
         TextsCommand::List { db } => {
-            let (_, store) = db.open_with_consent_text()?;
+            let (_, store) = open_with_consent_text(&db)?;
             let texts = store.call_blocking(|conn| stored_consent::list_texts(conn))?;
             println!("{}", serde_json::to_string_pretty(&texts)?);
             return Ok(ExitCode::SUCCESS);
@@ -230,7 +205,7 @@ fn texts(command: TextsCommand) -> anyhow::Result<ExitCode> {
             purpose,
             version,
         } => {
-            let (_, store) = db.open_with_consent_text()?;
+            let (_, store) = open_with_consent_text(&db)?;
             store
                 .call_blocking(|conn| stored_consent::get_text(conn, &purpose, version))?
                 .with_context(|| {
@@ -245,7 +220,7 @@ fn texts(command: TextsCommand) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let input = consent::parse_text_file(&source)
                 .with_context(|| format!("invalid consent text file {}", file.display()))?;
-            let (settings, store) = db.open_with_consent_text()?;
+            let (settings, store) = open_with_consent_text(&db)?;
             let new_text = consent::prepare_text(input, &settings.operator)
                 .with_context(|| format!("invalid consent text in {}", file.display()))?;
             store.call_blocking(|conn| stored_consent::add_text(conn, &new_text, None))?
@@ -255,7 +230,7 @@ fn texts(command: TextsCommand) -> anyhow::Result<ExitCode> {
             purpose,
             version,
         } => {
-            let (_, store) = db.open_with_consent_text()?;
+            let (_, store) = open_with_consent_text(&db)?;
             store.call_blocking(|conn| {
                 stored_consent::activate_text(conn, &purpose, version, None)
             })?

@@ -184,6 +184,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         rate_burst: args.rate_burst,
         ..Overrides::default()
     })?;
+    let webhook_token = webhook_token(&settings)?;
     let listen = settings.listen;
     let db = settings.db.clone();
     let tls = match (&settings.tls.cert, &settings.tls.key) {
@@ -215,9 +216,28 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(address = %bound, scheme, database = %db.display(), "listening");
         // A plain line that scripts and tests can read to learn a port picked by the OS.
         eprintln!("leadgate listening on {scheme}://{bound}");
-        crate::http::serve(listener, pipeline, Some(metrics), tls).await
+        tokio::spawn(crate::compliance::retention::run_periodically(
+            pipeline.store.clone(),
+            pipeline.settings.clone(),
+        ));
+        crate::http::serve(listener, pipeline, Some(metrics), tls, webhook_token).await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the webhook's bearer token from `LEADGATE_WEBHOOK_TOKEN` when a webhook is
+/// configured.
+fn webhook_token(settings: &Settings) -> anyhow::Result<Option<String>> {
+    if settings.webhook.is_none() {
+        return Ok(None);
+    }
+    match std::env::var("LEADGATE_WEBHOOK_TOKEN") {
+        Ok(token) if !token.trim().is_empty() => Ok(Some(token.trim().to_string())),
+        _ => bail!(
+            "a webhook url is configured but LEADGATE_WEBHOOK_TOKEN is not set; set it to the \
+             token the bot expects in `Authorization: Bearer`"
+        ),
+    }
 }
 
 /// A database that a one-off command uses.

@@ -51,6 +51,17 @@ pub enum Command {
     /// Manages consent texts, prints the consent log and verifies its hash chain.
     #[command(subcommand)]
     Consent(crate::admin::ConsentCommand),
+    /// Lists, shows, saves, activates, rolls back and compares response template versions.
+    Templates(crate::template_commands::TemplatesArgs),
+    /// Runs the retention job and prints destruction acts.
+    #[command(subcommand)]
+    Retention(crate::compliance::cli::RetentionCommand),
+    /// Exports or erases everything held on one data subject.
+    #[command(subcommand)]
+    Subject(crate::compliance::cli::SubjectCommand),
+    /// Exports the processing journal.
+    #[command(subcommand)]
+    Journal(crate::compliance::cli::JournalCommand),
     /// Prints the token ids of a text as JSON, control-token text parsed as control tokens.
     Tokenize(TokenizeArgs),
     /// Reads one text from standard input and prints it redacted, with the spans found and
@@ -391,6 +402,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Model(command) => model_command(command),
         Command::Keys(command) => crate::admin::keys(command),
         Command::Consent(command) => crate::admin::consent(command),
+        Command::Templates(args) => crate::template_commands::run(args),
+        Command::Retention(command) => crate::compliance::cli::retention(command),
+        Command::Subject(command) => crate::compliance::cli::subject(command),
+        Command::Journal(command) => crate::compliance::cli::journal_command(command),
         Command::Tokenize(args) => tokenize(args),
         Command::Redact { mapping } => redact(mapping),
         Command::EvalRedaction { file, misses } => eval_redaction(&file, misses),

@@ -14,6 +14,10 @@ use serde::Deserialize;
 
 use crate::store::DbKey;
 
+mod retention;
+
+pub use retention::{LeadMethod, RetentionSettings};
+
 /// The commented example configuration; its values are the built-in defaults.
 pub const EXAMPLE_TOML: &str = include_str!("../leadgate.example.toml");
 
@@ -49,7 +53,42 @@ pub struct Settings {
     pub tls: TlsSettings,
     pub limits: Limits,
     pub operator: Operator,
+    pub retention: RetentionSettings,
     pub services: Vec<Service>,
+    /// Where approved replies are sent; `None` leaves the bot to poll `GET /v1/replies`.
+    #[serde(default)]
+    pub webhook: Option<Webhook>,
+}
+
+/// The bot's reply webhook. Its bearer token comes from the environment variable
+/// `LEADGATE_WEBHOOK_TOKEN`, never from this file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Webhook {
+    /// An http:// or https:// URL that receives each approved reply as a JSON POST.
+    pub url: String,
+    /// Attempts per reply before its delivery is marked failed.
+    #[serde(default = "default_webhook_attempts")]
+    pub max_attempts: u32,
+    /// Milliseconds before the first retry; each later retry waits twice as long, up to
+    /// ten minutes.
+    #[serde(default = "default_webhook_first_retry_ms")]
+    pub first_retry_ms: u64,
+    /// Milliseconds one attempt may take, connecting included.
+    #[serde(default = "default_webhook_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_webhook_attempts() -> u32 {
+    8
+}
+
+fn default_webhook_first_retry_ms() -> u64 {
+    2000
+}
+
+fn default_webhook_timeout_ms() -> u64 {
+    10_000
 }
 
 /// Database settings: where the key comes from, the unencrypted mode and the lock wait.
@@ -184,6 +223,9 @@ impl Settings {
             None => "invalid built-in configuration".to_string(),
         })?;
         settings.apply(overrides);
+        settings
+            .retention
+            .apply_env(|name| std::env::var(name).ok())?;
         settings.validate()?;
         Ok(settings)
     }
@@ -242,6 +284,14 @@ impl Settings {
         if !self.services.iter().any(|s| s.id == "other") {
             bail!("the catalog needs a service with id `other` for leads that fit no service");
         }
+        if let Some(webhook) = &self.webhook {
+            if !(webhook.url.starts_with("http://") || webhook.url.starts_with("https://")) {
+                bail!("webhook.url must start with http:// or https://");
+            }
+            if webhook.max_attempts == 0 {
+                bail!("webhook.max_attempts is 0; at least one attempt is needed");
+            }
+        }
         let operator = &self.operator;
         let fields = [
             ("name", &operator.name),
@@ -260,6 +310,7 @@ impl Settings {
         {
             bail!("operator.policy_url must be an http:// or https:// address");
         }
+        self.retention.validate()?;
         if self.max_tokens < 32 {
             bail!(
                 "max_tokens is {}; a qualification needs at least 32",
@@ -429,6 +480,38 @@ mod tests {
         let settings = Settings::load(Some(&path), &overrides)?;
         assert_eq!(settings.listen.port(), 9000);
         assert_eq!(settings.wait_ms, 7);
+        Ok(())
+    }
+
+    #[test]
+    fn retention_defaults_match_example() {
+        assert_eq!(Settings::defaults().retention, RetentionSettings::default());
+    }
+
+    #[test]
+    fn retention_file_and_env_override() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("leadgate.toml");
+        std::fs::write(
+            &path,
+            "[retention]\nlead_days = 30\nmethod = \"anonymise\"\n",
+        )?;
+        let mut settings = Settings::load(Some(&path), &Overrides::default())?;
+        assert_eq!(settings.retention.lead_days, 30);
+        assert_eq!(settings.retention.method, LeadMethod::Anonymise);
+        assert_eq!(
+            settings.retention.journal_days, 1095,
+            "a missing key lost its default"
+        );
+        let env = |name: &str| (name == "LEADGATE_RETENTION_LEAD_DAYS").then(|| "7".to_string());
+        settings.retention.apply_env(env)?;
+        assert_eq!(settings.retention.lead_days, 7);
+        let bad = |name: &str| (name == "LEADGATE_RETENTION_BATCH_SIZE").then(|| "x".to_string());
+        let error = settings.retention.apply_env(bad).unwrap_err();
+        assert!(
+            error.to_string().contains("LEADGATE_RETENTION_BATCH_SIZE"),
+            "{error}"
+        );
         Ok(())
     }
 

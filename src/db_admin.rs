@@ -89,7 +89,7 @@ pub struct DbArgs {
     #[arg(long, env = "LEADGATE_CONFIG")]
     pub config: Option<PathBuf>,
 
-    /// The SQLite database file.
+    /// The SQLite database file; by default `db` from the configuration.
     #[arg(long, env = "LEADGATE_DB")]
     pub db: Option<PathBuf>,
 }
@@ -101,6 +101,14 @@ impl DbArgs {
             ..database_overrides()?
         };
         Settings::load(self.config.as_deref(), &overrides)
+    }
+
+    /// Reads the settings and opens (or creates) the database they name.
+    pub fn open(&self) -> anyhow::Result<(Settings, Store)> {
+        let settings = self.load()?;
+        let key = database_key(&settings)?;
+        let store = open_store(&settings, &settings.db, &key)?;
+        Ok((settings, store))
     }
 }
 

@@ -15,7 +15,9 @@ use utoipa::ToSchema;
 use crate::config::Operator;
 use crate::store::consent::NewConsentText;
 
-pub use subject::{ContactFields, InvalidSubject, Subject, SubjectKind, subject_of_lead};
+pub use subject::{
+    ContactFields, InvalidSubject, Subject, SubjectKind, normalize, subject_of_lead,
+};
 
 /// The purpose a lead needs consent for: handling the client's request.
 pub const LEAD_PROCESSING: &str = "lead_processing";

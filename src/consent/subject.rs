@@ -22,6 +22,10 @@ pub enum SubjectKind {
 }
 
 impl SubjectKind {
+    /// The kinds of a contact value: every kind but `Lead`.
+    pub const CONTACT: [SubjectKind; 3] =
+        [SubjectKind::Phone, SubjectKind::Email, SubjectKind::Handle];
+
     pub fn as_str(self) -> &'static str {
         match self {
             SubjectKind::Phone => "phone",
@@ -40,6 +44,16 @@ impl SubjectKind {
         ]
         .into_iter()
         .find(|kind| kind.as_str() == name)
+    }
+
+    /// Returns the redactor's placeholder kind for values of this kind; `None` for `Lead`.
+    pub fn pii_kind(self) -> Option<PiiKind> {
+        match self {
+            SubjectKind::Phone => Some(PiiKind::Phone),
+            SubjectKind::Email => Some(PiiKind::Email),
+            SubjectKind::Handle => Some(PiiKind::Handle),
+            SubjectKind::Lead => None,
+        }
     }
 }
 
@@ -141,6 +155,22 @@ impl Subject {
         })
     }
 
+    /// Normalises `raw` as a value of `kind`; `field` names the value in the error.
+    ///
+    /// # Errors
+    /// As [`Subject::phone`], [`Subject::email`] and [`Subject::handle`], and always for
+    /// `SubjectKind::Lead`, which has no contact value.
+    pub fn new(kind: SubjectKind, raw: &str, field: &str) -> Result<Subject, InvalidSubject> {
+        match kind {
+            SubjectKind::Phone => Subject::phone(raw, field),
+            SubjectKind::Email => Subject::email(raw, field),
+            SubjectKind::Handle => Subject::handle(raw, field),
+            SubjectKind::Lead => Err(InvalidSubject {
+                message: format!("`{field}` must be a phone number, an e-mail or a handle"),
+            }),
+        }
+    }
+
     /// Returns the subject of a lead without contact details, whose consent covers that
     /// lead alone.
     pub fn lead(channel: &str, external_id: &str) -> Subject {
@@ -149,6 +179,14 @@ impl Subject {
             value: format!("{channel}/{external_id}"),
         }
     }
+}
+
+/// Returns the normalised form of `raw` as a value of `kind`, or `None` when it is not a
+/// valid one.
+pub fn normalize(kind: SubjectKind, raw: &str) -> Option<String> {
+    Subject::new(kind, raw, "value")
+        .ok()
+        .map(|subject| subject.value)
 }
 
 /// Contact fields of a lead that can identify its subject.
@@ -246,6 +284,23 @@ mod tests {
         for bad in ["@", "анна", "anna p"] {
             assert!(Subject::handle(bad, "handle").is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn new_dispatches_by_kind() {
+        let phone = Subject::new(SubjectKind::Phone, "8 (917) 000-00-01", "phone").unwrap();
+        assert_eq!(phone.value, "+79170000001");
+        assert_eq!(
+            normalize(SubjectKind::Handle, "https://t.me/Anna_P/").as_deref(),
+            Some("anna_p")
+        );
+        assert_eq!(normalize(SubjectKind::Email, "anna@mail"), None);
+        let lead = Subject::new(SubjectKind::Lead, "web/1", "subject").unwrap_err();
+        assert!(lead.message.contains("subject"), "{lead}");
+        for kind in SubjectKind::CONTACT {
+            assert!(kind.pii_kind().is_some(), "{kind:?}");
+        }
+        assert_eq!(SubjectKind::Lead.pii_kind(), None);
     }
 
     #[test]

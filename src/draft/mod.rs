@@ -5,6 +5,8 @@
 //! Drafts stay in placeholder form (`[PERSON_1]`) until they are shown; the caller fills in
 //! the values with `redact::restore_draft`.
 
+pub mod templates;
+
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Deserialize;
 use serde_json::json;
@@ -71,6 +73,7 @@ pub struct Draft {
     pub text: String,
     pub template_kind: String,
     pub template_version: i64,
+    pub template_service: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +195,7 @@ pub fn compose(
         text,
         template_kind: template.kind.clone(),
         template_version: template.version,
+        template_service: template.service.clone(),
     }))
 }
 

@@ -1,12 +1,14 @@
-//! Reading a request body within the size limit and the request timeout.
+//! Reading request bodies: the whole body within the size limit and the request timeout,
+//! and optional JSON bodies with the API's error codes.
 
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde::de::DeserializeOwned;
 
-use super::error::ApiError;
+use super::error::{ApiError, parse_json};
 
 /// Reads the whole body, or fails with 413 `body_too_large` past `max_bytes` and with
 /// 408 `request_timeout` when the client takes longer than `timeout` to send it.
@@ -51,4 +53,19 @@ fn too_large(max_bytes: usize) -> ApiError {
         "body_too_large",
         format!("the request body is larger than the limit of {max_bytes} bytes"),
     )
+}
+
+/// Parses an optional JSON body: an empty body gives `T::default()`.
+///
+/// # Errors
+/// As [`parse_json`] for a body that is not empty.
+pub fn parse_optional_json<T: DeserializeOwned + Default>(
+    headers: &HeaderMap,
+    body: &Bytes,
+    fields: &[&str],
+) -> Result<T, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    parse_json(headers, body, fields)
 }

@@ -12,7 +12,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::compliance::ComplianceError;
+use crate::draft::templates::TemplateError;
 use crate::pipeline::PipelineError;
+use crate::review::ReviewError;
 use crate::store::StoreError;
 
 #[derive(Debug)]
@@ -114,6 +117,17 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<ComplianceError> for ApiError {
+    fn from(error: ComplianceError) -> ApiError {
+        match error {
+            ComplianceError::Store(error) => ApiError::from(error),
+            ComplianceError::InvalidSubject(error) => {
+                ApiError::unprocessable("invalid_subject", error.to_string())
+            }
+        }
+    }
+}
+
 impl From<PipelineError> for ApiError {
     fn from(error: PipelineError) -> ApiError {
         match error {
@@ -161,13 +175,43 @@ impl From<PipelineError> for ApiError {
     }
 }
 
-/// Parses a JSON request body after checking its content type; errors name only the fields
-/// in `allowed_fields`, never the client's values.
-pub fn parse_json<T: serde::de::DeserializeOwned>(
-    headers: &axum::http::HeaderMap,
-    body: &[u8],
-    allowed_fields: &[&str],
-) -> Result<T, ApiError> {
+impl From<TemplateError> for ApiError {
+    fn from(error: TemplateError) -> ApiError {
+        let code = match &error {
+            TemplateError::UnknownKind { .. } => "unknown_template_kind",
+            TemplateError::UnknownService { .. } => "unknown_service",
+            TemplateError::EmptyBody => "empty_template",
+            TemplateError::BodyTooLong { .. } => "template_too_long",
+            TemplateError::Syntax { .. } => "template_syntax_error",
+            TemplateError::UnknownVariable { .. } => "unknown_template_variable",
+            TemplateError::Render { .. } => "template_render_error",
+        };
+        ApiError::unprocessable(code, error.to_string())
+    }
+}
+
+impl From<ReviewError> for ApiError {
+    fn from(error: ReviewError) -> ApiError {
+        match error {
+            ReviewError::Store(error) => ApiError::from(error),
+            ReviewError::NotFound { .. } => {
+                ApiError::not_found("draft_not_found", error.to_string())
+            }
+            ReviewError::AlreadyReviewed { .. } => ApiError::new(
+                StatusCode::CONFLICT,
+                "draft_already_reviewed",
+                error.to_string(),
+            ),
+            ReviewError::Empty { .. } => ApiError::unprocessable("empty_text", error.to_string()),
+            ReviewError::TooLong { .. } => {
+                ApiError::unprocessable("text_too_long", error.to_string())
+            }
+        }
+    }
+}
+
+/// Checks that the request declares a JSON body, or fails with 415 `unsupported_media_type`.
+pub fn require_json(headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
     let is_json = headers
         .get(axum::http::header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -180,6 +224,17 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
             "send the body as JSON with `Content-Type: application/json`",
         ));
     }
+    Ok(())
+}
+
+/// Parses a JSON request body after checking its content type; errors name only the fields
+/// in `allowed_fields`, never the client's values.
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    headers: &axum::http::HeaderMap,
+    body: &[u8],
+    allowed_fields: &[&str],
+) -> Result<T, ApiError> {
+    require_json(headers)?;
     serde_json::from_slice(body).map_err(|e| json_error(&e, allowed_fields))
 }
 

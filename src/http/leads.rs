@@ -10,10 +10,10 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::body::read_body;
-use super::error::{ApiError, ErrorBody, json_error};
+use super::error::{ApiError, ErrorBody, json_error, require_json};
 use crate::auth::{Principal, Role};
 use crate::pipeline::{
-    Accepted, ConsentGate, Contact, GivenConsent, LeadView, Pipeline, Progress, ValidLead,
+    Accepted, ConsentGate, Contact, GivenConsent, LeadView, Progress, ValidLead,
 };
 
 /// The maximum size of a lead's text in bytes, after trimming.
@@ -217,25 +217,39 @@ fn contact_field(name: &str, value: Option<String>) -> Result<Option<String>, Ap
 }
 
 async fn stored_view(
-    pipeline: &crate::pipeline::Pipeline,
+    state: &AppState,
+    principal: &Principal,
     id: i64,
     status: StatusCode,
 ) -> Result<Response, ApiError> {
-    let view = pipeline.view(id).await?.ok_or(ApiError::not_found(
+    let view = state.pipeline.view(id).await?.ok_or(ApiError::not_found(
         "lead_not_found",
         format!("lead {id} disappeared while it was read"),
     ))?;
+    super::journal::lead_read(state, principal, &view, "POST /v1/leads").await?;
     Ok((status, Json(view)).into_response())
 }
 
-/// Returns 201 with the finished lead. The lead is stored by now, so a failed read
-/// returns 202 rather than an error, because an accepted lead never gets a 503.
-async fn finished_view(pipeline: &Pipeline, lead_id: i64) -> Response {
-    match pipeline.view(lead_id).await {
-        Ok(Some(view)) => (StatusCode::CREATED, Json(view)).into_response(),
-        Ok(None) => accepted_later(lead_id),
+/// Returns 201 with the finished lead and journals the read. The lead is stored by now, so
+/// a failed read or journal write returns 202 rather than an error, because an accepted
+/// lead never gets a 503.
+async fn finished_view(state: &AppState, principal: &Principal, lead_id: i64) -> Response {
+    let view = match state.pipeline.view(lead_id).await {
+        Ok(Some(view)) => view,
+        Ok(None) => return accepted_later(lead_id),
         Err(error) => {
             tracing::warn!(lead_id, %error, "reading a finished lead failed; responding 202");
+            return accepted_later(lead_id);
+        }
+    };
+    match super::journal::lead_read(state, principal, &view, "POST /v1/leads").await {
+        Ok(()) => (StatusCode::CREATED, Json(view)).into_response(),
+        Err(error) => {
+            tracing::warn!(
+                lead_id,
+                code = error.code,
+                "journaling a lead read failed; responding 202"
+            );
             accepted_later(lead_id)
         }
     }
@@ -250,22 +264,6 @@ async fn finished_view(pipeline: &Pipeline, lead_id: i64) -> Response {
 pub fn parse_lead(body: &[u8], key_id: i64) -> Result<ValidLead, ApiError> {
     let request: LeadRequest = serde_json::from_slice(body).map_err(|e| json_error(&e, &FIELDS))?;
     validate(request, key_id)
-}
-
-fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as JSON with `Content-Type: application/json`",
-        ));
-    }
-    Ok(())
 }
 
 fn accepted_later(lead_id: i64) -> Response {
@@ -338,11 +336,11 @@ pub async fn create_lead(
     let (lead_id, progress) = match pipeline.accept_and_start(lead).await? {
         Accepted::Existing(id) => {
             span.record("lead_id", id);
-            return stored_view(pipeline, id, StatusCode::OK).await;
+            return stored_view(&state, &principal, id, StatusCode::OK).await;
         }
         Accepted::ConsentRequired(id) => {
             span.record("lead_id", id);
-            return stored_view(pipeline, id, StatusCode::CREATED).await;
+            return stored_view(&state, &principal, id, StatusCode::CREATED).await;
         }
         Accepted::OtherKey => {
             return Err(ApiError::conflict(
@@ -356,7 +354,7 @@ pub async fn create_lead(
     span.record("lead_id", lead_id);
     let wait = pipeline.settings.wait();
     match tokio::time::timeout(wait, progress).await {
-        Ok(Ok(Progress::Finished(Ok(())))) => Ok(finished_view(pipeline, lead_id).await),
+        Ok(Ok(Progress::Finished(Ok(())))) => Ok(finished_view(&state, &principal, lead_id).await),
         Ok(Ok(Progress::Finished(Err(_)))) | Ok(Err(_)) => Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "processing_failed",
@@ -393,24 +391,7 @@ pub async fn get_lead(
     })?;
     tracing::Span::current().record("lead_id", id);
     let view = visible_to(&principal, state.pipeline.view(id).await?, id)?;
-    if view.draft.is_some() {
-        // The draft carries the client's real values, so reading it is journaled.
-        let key_id = principal.key_id;
-        state
-            .pipeline
-            .store
-            .call(move |conn| {
-                let fields = serde_json::json!({ "fields": ["draft"] });
-                crate::store::queries::journal_by(
-                    conn,
-                    "lead_read",
-                    Some(id),
-                    Some(key_id),
-                    &fields,
-                )
-            })
-            .await?;
-    }
+    super::journal::lead_read(&state, &principal, &view, "GET /v1/leads/{id}").await?;
     Ok(Json(view))
 }
 

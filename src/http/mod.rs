@@ -1,14 +1,21 @@
 //! The HTTP API: routes, per-request tracing and metrics, health and readiness, and the
 //! server's start and graceful shutdown.
 
+pub mod acts;
 pub mod body;
 pub mod consent_texts;
 pub mod consents;
+pub mod drafts;
 pub mod error;
+pub mod journal;
 pub mod leads;
+mod query;
 pub mod rate_limit;
 pub mod server;
+pub mod subjects;
+pub mod templates;
 pub mod tls;
+pub mod ui;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -24,6 +31,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
 use crate::pipeline::Pipeline;
+use crate::webhook::Webhook;
 use error::ApiError;
 use rate_limit::RateLimiter;
 use server::ConnectionLimits;
@@ -33,6 +41,8 @@ pub struct AppState {
     pub pipeline: Pipeline,
     pub metrics: Option<PrometheusHandle>,
     pub rate_limiter: Arc<RateLimiter>,
+    /// The reply webhook task, when a webhook is configured.
+    pub webhook: Option<Webhook>,
 }
 
 #[derive(OpenApi)]
@@ -51,6 +61,23 @@ pub struct AppState {
         consent_texts::get_text,
         consent_texts::update_text,
         consent_texts::activate_text,
+        drafts::list_drafts,
+        drafts::get_draft,
+        drafts::approve,
+        drafts::reject,
+        drafts::list_replies,
+        templates::list_keys,
+        templates::list_versions,
+        templates::save_version,
+        templates::get_version,
+        templates::activate,
+        templates::rollback,
+        templates::diff,
+        journal::list_journal,
+        subjects::export_subject,
+        subjects::erase_subject,
+        acts::list_acts,
+        acts::get_act
     ),
     components(schemas(
         leads::LeadRequest,
@@ -64,7 +91,14 @@ pub struct AppState {
         crate::store::consent::ConsentText,
         crate::store::consent::ChainReport,
         crate::store::consent::ChainError,
-        error::ErrorBody
+        crate::review::DraftView,
+        crate::review::ReplyView,
+        drafts::ApproveRequest,
+        drafts::RejectRequest,
+        templates::SaveRequest,
+        error::ErrorBody,
+        error::ErrorBody,
+        subjects::EraseRequest
     )),
     modifiers(&SecuritySchemes)
 )]
@@ -113,6 +147,32 @@ pub fn router(state: AppState) -> Router {
             "/v1/consent-texts/{purpose}/{version}/activate",
             post(consent_texts::activate_text),
         )
+        .route("/v1/drafts", get(drafts::list_drafts))
+        .route("/v1/drafts/{id}", get(drafts::get_draft))
+        .route("/v1/drafts/{id}/approve", post(drafts::approve))
+        .route("/v1/drafts/{id}/reject", post(drafts::reject))
+        .route("/v1/replies", get(drafts::list_replies))
+        .route("/v1/templates", get(templates::list_keys))
+        .route(
+            "/v1/templates/{kind}/versions",
+            get(templates::list_versions).post(templates::save_version),
+        )
+        .route(
+            "/v1/templates/{kind}/versions/{version}",
+            get(templates::get_version),
+        )
+        .route(
+            "/v1/templates/{kind}/versions/{version}/activate",
+            post(templates::activate),
+        )
+        .route("/v1/templates/{kind}/rollback", post(templates::rollback))
+        .route("/v1/templates/{kind}/diff", get(templates::diff))
+        .merge(ui::routes())
+        .route("/v1/journal", get(journal::list_journal))
+        .route("/v1/subjects/export", get(subjects::export_subject))
+        .route("/v1/subjects/erase", post(subjects::erase_subject))
+        .route("/v1/acts", get(acts::list_acts))
+        .route("/v1/acts/{id}", get(acts::get_act))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_text))
@@ -252,13 +312,23 @@ pub async fn serve(
     pipeline: Pipeline,
     metrics: Option<PrometheusHandle>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    webhook_token: Option<String>,
 ) -> anyhow::Result<()> {
     let settings = pipeline.settings.clone();
     let limits = &settings.limits;
+    let webhook = match (&settings.webhook, webhook_token) {
+        (Some(webhook), Some(token)) => Some(Webhook::start(
+            pipeline.store.clone(),
+            webhook.clone(),
+            token,
+        )),
+        _ => None,
+    };
     let state = AppState {
         pipeline: pipeline.clone(),
         metrics,
         rate_limiter: Arc::new(RateLimiter::new(limits.rate_per_minute, limits.rate_burst)),
+        webhook,
     };
     pipeline.warm_up();
     let resumed = pipeline.resume_unfinished().await?;

@@ -2,12 +2,16 @@
 //! request into a consent event, recording consent events, and stopping a lead whose
 //! subject withdrew while it waited for the model.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use time::OffsetDateTime;
+
 use super::{Contact, Pipeline, PipelineError};
+use crate::compliance::requests::schedule_withdrawal_erasure;
 use crate::consent::{ContactFields, LEAD_PROCESSING, Subject, subject_of_lead};
 use crate::redact::Span;
-use crate::store::consent::{EventKind, NewConsentEvent, Recorded};
+use crate::store::consent::{ConsentRecord, EventKind, NewConsentEvent, Recorded, WithdrawalHook};
 use crate::store::{self, LeadGate};
 
 /// How often a lead that waits for the model checks whether it should stop.
@@ -57,6 +61,7 @@ pub(super) fn lead_gate(
     external_id: &str,
     received_at: Option<&str>,
     key_id: Option<i64>,
+    on_withdrawal: WithdrawalHook,
 ) -> Option<LeadGate> {
     let ConsentGate::Checked { given } = gate else {
         return None;
@@ -79,17 +84,56 @@ pub(super) fn lead_gate(
     Some(LeadGate {
         purpose: LEAD_PROCESSING.to_string(),
         consent,
+        on_withdrawal: Some(on_withdrawal),
     })
 }
 
+/// Returns the time a withdrawal took effect: the client's time of the message, or the
+/// time it was stored when that is earlier or the message time is unreadable.
+fn withdrawal_time(record: &ConsentRecord) -> OffsetDateTime {
+    let recorded = crate::clock::parse(&record.recorded_at).unwrap_or_else(|_| crate::clock::now());
+    match crate::clock::parse(&record.at) {
+        Ok(at) if at < recorded => at,
+        _ => recorded,
+    }
+}
+
 impl Pipeline {
+    /// Returns the work done in the transaction that logs a withdrawal of `lead_processing`:
+    /// scheduling the erasure of the subject's leads, due `retention.withdrawal_erase_days`
+    /// after the withdrawal.
+    pub(super) fn withdrawal_hook(&self) -> WithdrawalHook {
+        let retention = self.settings.retention.clone();
+        Arc::new(move |tx, record| {
+            let scheduled = schedule_withdrawal_erasure(
+                tx,
+                &record.subject_kind,
+                &record.subject,
+                withdrawal_time(record),
+                &retention,
+            )?;
+            if let Some(scheduled) = scheduled {
+                tracing::info!(
+                    consent_event = record.id,
+                    erasure_request = scheduled.request_id,
+                    subject_id = scheduled.subject_id,
+                    due_at = %scheduled.due_at,
+                    "erasure scheduled after a withdrawal of consent"
+                );
+            }
+            Ok(())
+        })
+    }
+
     /// Appends a consent event. A withdrawal for `lead_processing` also stops the subject's
-    /// leads that wait for the model and its drafts that wait for review.
+    /// leads that wait for the model and its drafts that wait for review, and schedules the
+    /// erasure of its leads (see [`Pipeline::withdrawal_hook`]).
     pub async fn record_consent(&self, event: NewConsentEvent) -> Result<Recorded, PipelineError> {
         let stops_leads = event.purpose == LEAD_PROCESSING;
+        let hook = self.withdrawal_hook();
         let (recorded, stopped) = self
             .store
-            .call(move |conn| store::consent::record_event(conn, &event, stops_leads))
+            .call(move |conn| store::consent::record_event(conn, &event, stops_leads, Some(&hook)))
             .await?;
         let record = recorded.record();
         tracing::info!(

@@ -149,6 +149,24 @@ pub struct DraftView {
     pub text: String,
     pub template_kind: String,
     pub template_version: i64,
+    /// Set when the template version used is the one for this service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template_service: Option<String>,
+}
+
+impl QualificationView {
+    pub fn from_row(q: QualificationRow) -> QualificationView {
+        QualificationView {
+            service: q.service,
+            intent: q.intent,
+            urgency: q.urgency,
+            temperature: q.temperature,
+            language: q.language,
+            missing_fields: q.missing_fields,
+            summary: q.summary,
+            score: q.score,
+        }
+    }
 }
 
 /// A lead as the API shows it.
@@ -190,20 +208,12 @@ impl LeadView {
             key_id: record.key_id,
             status,
             consent_text: None,
-            qualification: record.qualification.map(|q| QualificationView {
-                service: q.service,
-                intent: q.intent,
-                urgency: q.urgency,
-                temperature: q.temperature,
-                language: q.language,
-                missing_fields: q.missing_fields,
-                summary: q.summary,
-                score: q.score,
-            }),
+            qualification: record.qualification.map(QualificationView::from_row),
             draft: record.draft.map(|d| DraftView {
                 text: restore_draft(&record.mapping, &d.text),
                 template_kind: d.template_kind,
                 template_version: d.template_version,
+                template_service: d.template_service,
             }),
             timings,
         }
@@ -299,6 +309,7 @@ impl Pipeline {
                     &lead.external_id,
                     lead.received_at.as_deref(),
                     lead.key_id,
+                    self.withdrawal_hook(),
                 );
                 Some((subject, store_gate))
             }
@@ -557,6 +568,7 @@ impl Pipeline {
             text: d.text,
             template_kind: d.template_kind,
             template_version: d.template_version,
+            template_service: d.template_service,
         });
         let stored = self
             .store

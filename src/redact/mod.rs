@@ -20,11 +20,13 @@ mod numwords;
 mod person;
 mod phone;
 mod plate;
+mod reverse;
 mod text;
 
 use serde::{Deserialize, Serialize};
 
 pub use eval::{EvalReport, evaluate};
+pub use reverse::replace_known;
 
 /// Type of a detected personal-data item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]

@@ -1,11 +1,14 @@
 //! Consent texts and the consent log.
 //!
 //! The log is append-only: no statement here updates or deletes a row, and triggers raise
-//! on any UPDATE or DELETE. Each row stores `sha256 = SHA-256(prev_sha256 "\n" canonical)`,
+//! on any UPDATE, and on any DELETE but the retention job's removal of events past their
+//! term (store/retention.rs), which keeps their hashes in `consent_log_pruned`. Each row stores `sha256 = SHA-256(prev_sha256 "\n" canonical)`,
 //! where `canonical` is the JSON array of its content (see [`canonical_content`]) and
 //! `prev_sha256` is the hash of the row before it (64 zeros for the first). The table
 //! `consent_log_head` keeps the last row's id and hash. [`verify_chain`] recomputes all of
 //! it, so a row changed, removed or reordered directly in the file is found.
+
+use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use serde::{Deserialize, Serialize};
@@ -131,6 +134,11 @@ impl Recorded {
     }
 }
 
+/// Work done inside the transaction that logs a withdrawal, after the subject's leads were
+/// stopped, such as scheduling the erasure of the subject's data.
+pub type WithdrawalHook =
+    Arc<dyn Fn(&Transaction<'_>, &ConsentRecord) -> Result<(), StoreError> + Send + Sync>;
+
 /// The result of [`verify_chain`].
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct ChainReport {
@@ -138,6 +146,8 @@ pub struct ChainReport {
     pub valid: bool,
     /// Rows read.
     pub rows: u64,
+    /// Rows the retention job removed after their term, checked by their kept hashes.
+    pub pruned: u64,
     /// The hash of the last row, which an auditor can note down to compare later.
     pub last_sha256: Option<String>,
     /// The first problem found; `None` when the chain is valid.
@@ -604,21 +614,39 @@ pub fn stop_subject(
     Ok(Stopped { leads, drafts })
 }
 
-/// Appends an event in its own transaction; a withdrawal with `stops_leads` also stops the
-/// subject's leads (see [`stop_subject`]).
+/// Appends an event in its own transaction. A withdrawal with `stops_leads` also stops the
+/// subject's leads (see [`stop_subject`]) and, when it is new, runs `on_withdrawal` in the
+/// same transaction.
 pub fn record_event(
     conn: &mut Connection,
     event: &NewConsentEvent,
     stops_leads: bool,
+    on_withdrawal: Option<&WithdrawalHook>,
 ) -> Result<(Recorded, Stopped), StoreError> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let recorded = append_event(&tx, event)?;
     let mut stopped = Stopped::default();
     if stops_leads && event.event == EventKind::Withdrawn {
         stopped = stop_subject(&tx, &event.subject_kind, &event.subject)?;
+        after_withdrawal(&tx, &recorded, on_withdrawal)?;
     }
     tx.commit()?;
     Ok((recorded, stopped))
+}
+
+/// Runs `hook` for a newly appended withdrawal. A repeated event was handled when it was
+/// first logged, so it runs nothing.
+pub fn after_withdrawal(
+    tx: &Transaction<'_>,
+    recorded: &Recorded,
+    hook: Option<&WithdrawalHook>,
+) -> Result<(), StoreError> {
+    match (recorded, hook) {
+        (Recorded::Appended(record), Some(hook)) if record.event == EventKind::Withdrawn => {
+            hook(tx, record)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Returns true when the subject's latest event for `purpose`, in log order, is a grant.
@@ -637,6 +665,22 @@ pub fn has_consent(
         )
         .optional()?;
     Ok(latest.as_deref() == Some("granted"))
+}
+
+/// Returns the events of one subject, oldest first.
+pub fn subject_events(
+    conn: &Connection,
+    subject_kind: &str,
+    subject: &str,
+) -> Result<Vec<ConsentRecord>, StoreError> {
+    let mut statement = conn.prepare(&format!(
+        "SELECT {RECORD_COLUMNS} FROM consent_log WHERE subject_kind = ?1 AND subject = ?2 \
+         ORDER BY id"
+    ))?;
+    let rows = statement
+        .query_map(params![subject_kind, subject], record_from_row)?
+        .collect::<Result<Vec<_>, _>>()?;
+    rows.into_iter().map(decode_record).collect()
 }
 
 /// Calls `visit` with every row of the log in order.
@@ -664,17 +708,62 @@ fn chain_error(id: Option<i64>, kind: &str, message: String) -> Option<ChainErro
     })
 }
 
-/// Recomputes the hash chain and compares its end with the head.
-pub fn verify_chain(conn: &Connection) -> Result<ChainReport, StoreError> {
-    let mut expected_prev = GENESIS_SHA256.to_string();
-    let mut last_id = None;
-    let mut error = None;
-    let rows = read_log(conn, |record| {
-        if error.is_some() {
-            return Ok(());
+/// The hashes of a consent event the retention job removed.
+struct PrunedRow {
+    id: i64,
+    prev_sha256: String,
+    sha256: String,
+}
+
+fn pruned_rows(conn: &Connection) -> Result<Vec<PrunedRow>, StoreError> {
+    let mut statement =
+        conn.prepare("SELECT id, prev_sha256, sha256 FROM consent_log_pruned ORDER BY id")?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok(PrunedRow {
+                id: row.get(0)?,
+                prev_sha256: row.get(1)?,
+                sha256: row.get(2)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// The state of a chain check as it walks the log and the pruned rows in id order.
+struct ChainWalk {
+    expected_prev: String,
+    last_id: Option<i64>,
+    error: Option<ChainError>,
+}
+
+impl ChainWalk {
+    /// Links a pruned row, whose content is gone, by its stored hashes alone.
+    fn pruned(&mut self, row: &PrunedRow) {
+        if self.error.is_some() {
+            return;
         }
-        if record.prev_sha256 != expected_prev {
-            error = chain_error(
+        if row.prev_sha256 != self.expected_prev {
+            self.error = chain_error(
+                Some(row.id),
+                "chain_broken",
+                format!(
+                    "pruned row {} does not follow the row before it: a row was removed, \
+                     inserted or reordered",
+                    row.id
+                ),
+            );
+        }
+        self.expected_prev = row.sha256.clone();
+        self.last_id = Some(row.id);
+    }
+
+    fn record(&mut self, record: &ConsentRecord) {
+        if self.error.is_some() {
+            return;
+        }
+        if record.prev_sha256 != self.expected_prev {
+            self.error = chain_error(
                 Some(record.id),
                 "chain_broken",
                 format!(
@@ -683,8 +772,8 @@ pub fn verify_chain(conn: &Connection) -> Result<ChainReport, StoreError> {
                     record.id
                 ),
             );
-        } else if chain_sha256(&record.prev_sha256, &record) != record.sha256 {
-            error = chain_error(
+        } else if chain_sha256(&record.prev_sha256, record) != record.sha256 {
+            self.error = chain_error(
                 Some(record.id),
                 "content_changed",
                 format!(
@@ -693,10 +782,50 @@ pub fn verify_chain(conn: &Connection) -> Result<ChainReport, StoreError> {
                 ),
             );
         }
-        expected_prev = record.sha256;
-        last_id = Some(record.id);
+        self.expected_prev = record.sha256.clone();
+        self.last_id = Some(record.id);
+    }
+}
+
+/// Recomputes the hash chain and compares its end with the head. Rows the retention job
+/// removed are linked by the hashes it kept in `consent_log_pruned`, so a pruned log still
+/// verifies, and a row removed without such a record breaks the chain.
+///
+/// NOTE: someone who drops the triggers can also write a pruned record for a row they
+/// remove, and then that removal passes. An edited row is still found.
+pub fn verify_chain(conn: &Connection) -> Result<ChainReport, StoreError> {
+    let pruned = pruned_rows(conn)?;
+    let mut next_pruned = pruned.iter().peekable();
+    let mut walk = ChainWalk {
+        expected_prev: GENESIS_SHA256.to_string(),
+        last_id: None,
+        error: None,
+    };
+    let rows = read_log(conn, |record| {
+        while let Some(row) = next_pruned.next_if(|row| row.id < record.id) {
+            walk.pruned(row);
+        }
+        if next_pruned.peek().is_some_and(|row| row.id == record.id) && walk.error.is_none() {
+            walk.error = chain_error(
+                Some(record.id),
+                "chain_broken",
+                format!(
+                    "row {} is both in the log and among the pruned rows",
+                    record.id
+                ),
+            );
+        }
+        walk.record(&record);
         Ok(())
     })?;
+    for row in next_pruned {
+        walk.pruned(row);
+    }
+    let ChainWalk {
+        expected_prev,
+        last_id,
+        mut error,
+    } = walk;
     let head: Option<(i64, String)> = conn
         .query_row(
             "SELECT last_id, sha256 FROM consent_log_head WHERE single = 1",
@@ -727,6 +856,7 @@ pub fn verify_chain(conn: &Connection) -> Result<ChainReport, StoreError> {
     Ok(ChainReport {
         valid: error.is_none(),
         rows,
+        pruned: pruned.len() as u64,
         last_sha256: last_id.map(|_| expected_prev),
         error,
     })
@@ -788,13 +918,17 @@ mod tests {
             store.call_blocking(|c| has_consent(c, "phone", phone, "lead_processing"))
         };
         assert!(!check(&store)?);
-        store.call_blocking(|c| record_event(c, &event(phone, EventKind::Granted, "m1"), true))?;
+        store.call_blocking(|c| {
+            record_event(c, &event(phone, EventKind::Granted, "m1"), true, None)
+        })?;
         assert!(check(&store)?);
-        let (repeat, _) = store
-            .call_blocking(|c| record_event(c, &event(phone, EventKind::Granted, "m1"), true))?;
+        let (repeat, _) = store.call_blocking(|c| {
+            record_event(c, &event(phone, EventKind::Granted, "m1"), true, None)
+        })?;
         assert!(matches!(repeat, Recorded::Repeated(_)));
-        store
-            .call_blocking(|c| record_event(c, &event(phone, EventKind::Withdrawn, "m2"), true))?;
+        store.call_blocking(|c| {
+            record_event(c, &event(phone, EventKind::Withdrawn, "m2"), true, None)
+        })?;
         assert!(!check(&store)?);
         let report = store.call_blocking(|c| verify_chain(c))?;
         assert!(report.valid, "{report:?}");
@@ -810,7 +944,12 @@ mod tests {
         let updated = store.call_blocking(|c| update_text(c, 1, &changed, None))?;
         assert_eq!(updated.body, "Новое согласие");
         store.call_blocking(|c| {
-            record_event(c, &event("+79170000001", EventKind::Granted, "m1"), true)
+            record_event(
+                c,
+                &event("+79170000001", EventKind::Granted, "m1"),
+                true,
+                None,
+            )
         })?;
         let error = store
             .call_blocking(|c| update_text(c, 1, &sample_text(), None))
@@ -827,10 +966,70 @@ mod tests {
     }
 
     #[test]
+    fn pruned_rows_keep_chain() -> Result<(), StoreError> {
+        let (_dir, store) = seeded_store();
+        let first = "+79170000001";
+        let second = "+79170000002";
+        store.call_blocking(|c| {
+            record_event(c, &event(first, EventKind::Granted, "m1"), true, None)
+        })?;
+        store.call_blocking(|c| {
+            record_event(c, &event(second, EventKind::Granted, "m2"), true, None)
+        })?;
+        store.call_blocking(|c| {
+            record_event(c, &event(first, EventKind::Withdrawn, "m3"), true, None)
+        })?;
+        // The first subject withdrew, so the retention job may prune rows 1 and 3; row 3 is
+        // the last one, which the head names.
+        store.call_blocking(|c| {
+            let tx = c.transaction()?;
+            crate::store::retention::delete_consent_events(&tx, "2999-01-01T00:00:00Z", &[1, 3])?;
+            tx.commit()?;
+            Ok(())
+        })?;
+        let report = store.call_blocking(|c| verify_chain(c))?;
+        assert!(report.valid, "{report:?}");
+        assert_eq!(report.rows, 1);
+        assert_eq!(report.pruned, 2);
+
+        // A row deleted outside the retention job breaks the chain at the next pruned row.
+        store.call_blocking(|c| {
+            c.execute_batch(
+                "DROP TRIGGER consent_log_no_delete; DELETE FROM consent_log WHERE id = 2;",
+            )?;
+            Ok(())
+        })?;
+        let report = store.call_blocking(|c| verify_chain(c))?;
+        assert!(!report.valid, "a deleted row went unnoticed");
+        let error = report.error.expect("an error");
+        assert_eq!(error.kind, "chain_broken");
+        assert_eq!(error.id, Some(3));
+
+        // Pruned hashes are recorded by the retention job alone.
+        let forged = store.call_blocking(|c| {
+            Ok(c.execute(
+                "INSERT INTO consent_log_pruned (id, prev_sha256, sha256, pruned_at) \
+                 VALUES (2, 'x', 'y', 'now')",
+                [],
+            )?)
+        });
+        assert!(
+            forged.is_err(),
+            "a pruned row was added outside the retention job"
+        );
+        Ok(())
+    }
+
+    #[test]
     fn log_rejects_update_and_delete() -> Result<(), StoreError> {
         let (_dir, store) = seeded_store();
         store.call_blocking(|c| {
-            record_event(c, &event("+79170000001", EventKind::Granted, "m1"), true)
+            record_event(
+                c,
+                &event("+79170000001", EventKind::Granted, "m1"),
+                true,
+                None,
+            )
         })?;
         let update = store
             .call_blocking(|c| Ok(c.execute("UPDATE consent_log SET event = 'withdrawn'", [])?));

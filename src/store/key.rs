@@ -76,6 +76,9 @@ pub fn open_connection(
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Deleted rows are overwritten with zeros, so erased personal data does not linger
+    // in free pages of the file until the next VACUUM.
+    conn.pragma_update(None, "secure_delete", "ON")?;
     Ok(conn)
 }
 

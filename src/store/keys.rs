@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
+use super::journal::{Actor, Entry};
 use super::{Store, StoreError, now_rfc3339};
 
 /// The permission level of a key: `bot` creates leads and records consent, `staff` reviews
@@ -91,8 +92,10 @@ pub fn insert_key(
         params![name, role.as_str(), prefix, sha256, now_rfc3339()],
     )?;
     let id = tx.last_insert_rowid();
-    let fields = serde_json::json!({ "key": id, "role": role.as_str() });
-    super::queries::journal(&tx, "key_created", None, &fields)?;
+    // Keys are created only at the command line of the host.
+    let mut entry = Entry::new("key_created", Actor::Cli);
+    entry.details = serde_json::json!({ "key": id, "role": role.as_str() });
+    super::journal::append(&tx, &entry)?;
     tx.commit()?;
     Ok(id)
 }
@@ -155,7 +158,9 @@ pub fn revoke_key(conn: &mut Connection, id: i64) -> Result<Revoked, StoreError>
                 "UPDATE api_keys SET revoked_at = ?1 WHERE id = ?2",
                 params![now_rfc3339(), id],
             )?;
-            super::queries::journal(&tx, "key_revoked", None, &serde_json::json!({ "key": id }))?;
+            let mut entry = Entry::new("key_revoked", Actor::Cli);
+            entry.details = serde_json::json!({ "key": id });
+            super::journal::append(&tx, &entry)?;
             Revoked::Now
         }
     };

@@ -1,5 +1,6 @@
-//! SQLite storage of leads, redaction mappings, qualifications, drafts, templates, API keys,
-//! consent texts, the consent log and the journal.
+//! SQLite storage of leads, redaction mappings, qualifications, drafts and their review,
+//! template versions, replies, webhook deliveries, API keys, consent texts, the consent log
+//! and the journal.
 //!
 //! One SQLCipher-encrypted file in WAL mode with `synchronous=FULL`, so a committed lead
 //! survives a power loss (see [`key::open_connection`]). Every statement binds its values as parameters: rusqlite puts the SQL text into some
@@ -7,12 +8,20 @@
 //! nothing of HTTP. Async callers go through [`Store::call`], which runs the work on a
 //! blocking thread.
 
+pub mod acts;
 pub mod backup;
 pub mod consent;
+pub mod journal;
 pub mod key;
 pub mod keys;
 pub mod queries;
+pub mod retention;
+pub mod review;
 mod schema;
+pub mod sessions;
+pub mod subject;
+pub mod templates;
+pub mod webhooks;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -148,11 +157,42 @@ impl Store {
     }
 }
 
-/// The current UTC time in RFC 3339, the format of every time column.
+/// The author of a template version or a draft review: the performer the journal records,
+/// and the name stored beside the change (an API key's name, or a label such as `cli`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Author {
+    pub actor: journal::Actor,
+    pub name: String,
+}
+
+impl Author {
+    pub fn key_id(&self) -> Option<i64> {
+        self.actor.key_id()
+    }
+}
+
+impl From<&keys::Principal> for Author {
+    fn from(principal: &keys::Principal) -> Author {
+        Author {
+            actor: journal::Actor::from(principal),
+            name: principal.name.clone(),
+        }
+    }
+}
+
+/// Opens a new database with a fixed test key in a temporary folder, which is removed when
+/// the returned `TempDir` drops.
+#[cfg(test)]
+pub(crate) fn temporary_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let key = DbKey::Passphrase("test key".into());
+    let store = Store::open(&dir.path().join("test.db"), &key, Duration::from_secs(5)).unwrap();
+    (dir, store)
+}
+
+/// The current UTC time in RFC 3339, the format of every time column; see [`crate::clock`].
 pub fn now_rfc3339() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("a current UTC time formats as RFC 3339")
+    crate::clock::format(crate::clock::now())
 }
 
 #[cfg(test)]

@@ -3,7 +3,11 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use serde::Serialize;
 
-use super::consent::{EventKind, NewConsentEvent, append_event, has_consent, stop_subject};
+use super::consent::{
+    EventKind, NewConsentEvent, WithdrawalHook, after_withdrawal, append_event, has_consent,
+    stop_subject,
+};
+use super::journal::{Actor, Entry};
 use super::{StoreError, now_rfc3339};
 use crate::redact::{Mapping, MappingEntry, PiiKind};
 
@@ -28,6 +32,8 @@ pub struct LeadGate {
     pub purpose: String,
     /// A consent event the same request carries, logged before the check.
     pub consent: Option<NewConsentEvent>,
+    /// Runs when that event is a new withdrawal, in the transaction that logs it.
+    pub on_withdrawal: Option<WithdrawalHook>,
 }
 
 /// The outcome of [`insert_lead`].
@@ -84,6 +90,8 @@ pub struct DraftRow {
     pub text: String,
     pub template_kind: String,
     pub template_version: i64,
+    /// The service of the template version used, `None` for the kind's general one.
+    pub template_service: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -133,9 +141,10 @@ pub fn insert_lead(
     let consented = match (gate, &lead.subject) {
         (Some(gate), Some((kind, subject))) => {
             if let Some(event) = &gate.consent {
-                append_event(&tx, event)?;
+                let recorded = append_event(&tx, event)?;
                 if event.event == EventKind::Withdrawn {
                     stop_subject(&tx, kind, subject)?;
+                    after_withdrawal(&tx, &recorded, gate.on_withdrawal.as_ref())?;
                 }
             }
             has_consent(&tx, kind, subject, &gate.purpose)?
@@ -291,8 +300,8 @@ pub fn lead_status(conn: &Connection, id: i64) -> Result<Option<String>, StoreEr
         .optional()?)
 }
 
-/// Appends a journal entry of the server or the command line. `fields` must hold ids,
-/// counts and labels only.
+/// Appends a journal entry of the server itself. `fields` must hold ids, counts and labels
+/// only.
 pub fn journal(
     conn: &Connection,
     action: &str,
@@ -302,8 +311,8 @@ pub fn journal(
     journal_by(conn, action, lead_id, None, fields)
 }
 
-/// Appends a journal entry of the holder of API key `key_id`. `fields` must hold ids,
-/// counts and labels only.
+/// Appends a journal entry of the holder of API key `key_id`, or of the server itself when
+/// it is `None`. `fields` must hold ids, counts and labels only.
 pub fn journal_by(
     conn: &Connection,
     action: &str,
@@ -311,14 +320,29 @@ pub fn journal_by(
     key_id: Option<i64>,
     fields: &serde_json::Value,
 ) -> Result<(), StoreError> {
-    conn.execute(
-        "INSERT INTO journal (at, action, lead_id, key_id, fields) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![now_rfc3339(), action, lead_id, key_id, fields.to_string()],
-    )?;
+    let actor = match key_id {
+        Some(id) => {
+            let role: String = conn.query_row(
+                "SELECT role FROM api_keys WHERE id = ?1",
+                params![id],
+                |row| row.get(0),
+            )?;
+            let role = super::keys::Role::parse(&role).ok_or_else(|| StoreError::Corrupt {
+                column: "role",
+                message: format!("unknown role `{role}`"),
+            })?;
+            Actor::Key { id, role }
+        }
+        None => Actor::System,
+    };
+    let mut entry = Entry::new(action, actor);
+    entry.lead_id = lead_id;
+    entry.details = fields.clone();
+    super::journal::append(conn, &entry)?;
     Ok(())
 }
 
-fn load_mapping(conn: &Connection, lead_id: i64) -> Result<Mapping, StoreError> {
+pub(crate) fn load_mapping(conn: &Connection, lead_id: i64) -> Result<Mapping, StoreError> {
     let mut statement = conn.prepare(
         "SELECT placeholder, kind, value, occurrences FROM redaction_mappings \
          WHERE lead_id = ?1 ORDER BY rowid",
@@ -447,12 +471,14 @@ pub fn finish_lead(
     if let Some(draft) = draft {
         tx.execute(
             "INSERT OR REPLACE INTO drafts (lead_id, text, template_kind, template_version, \
-             status, created_at) VALUES (?1, ?2, ?3, ?4, 'pending_review', ?5)",
+             template_service, status, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, 'pending_review', ?6)",
             params![
                 lead_id,
                 draft.text,
                 draft.template_kind,
                 draft.template_version,
+                draft.template_service,
                 now_rfc3339()
             ],
         )?;
@@ -487,7 +513,7 @@ pub fn fail_lead(conn: &mut Connection, lead_id: i64, reason: &str) -> Result<()
     Ok(())
 }
 
-fn load_qualification(
+pub(crate) fn load_qualification(
     conn: &Connection,
     lead_id: i64,
 ) -> Result<Option<QualificationRow>, StoreError> {
@@ -545,13 +571,15 @@ pub fn load_lead(conn: &Connection, id: i64) -> Result<Option<LeadRecord>, Store
     };
     let draft = conn
         .query_row(
-            "SELECT text, template_kind, template_version FROM drafts WHERE lead_id = ?1",
+            "SELECT text, template_kind, template_version, template_service FROM drafts \
+             WHERE lead_id = ?1",
             params![id],
             |row| {
                 Ok(DraftRow {
                     text: row.get(0)?,
                     template_kind: row.get(1)?,
                     template_version: row.get(2)?,
+                    template_service: row.get(3)?,
                 })
             },
         )
@@ -623,9 +651,7 @@ mod tests {
     }
 
     fn test_store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = open(&dir.path().join("test.db")).unwrap();
-        (dir, store)
+        crate::store::temporary_store()
     }
 
     fn sample_lead() -> NewLead {
@@ -678,7 +704,7 @@ mod tests {
         let store = open(&path)?;
         let version: i64 =
             store.call_blocking(|c| Ok(c.query_row("PRAGMA user_version", [], |r| r.get(0))?))?;
-        assert_eq!(version, 2);
+        assert_eq!(version, 4);
         Ok(())
     }
 }

@@ -176,6 +176,220 @@ const MIGRATIONS: &[&str] = &[
         SELECT RAISE(ABORT, 'a consent text version used in the consent log cannot be deleted');
     END;
     "#,
+    // 3: template versions with their author, draft review, replies for the bot, webhook
+    // deliveries and staff page sessions.
+    r#"
+    ALTER TABLE response_templates ADD COLUMN saved_by TEXT NOT NULL DEFAULT 'shipped';
+    ALTER TABLE response_templates ADD COLUMN saved_key_id INTEGER;
+    CREATE UNIQUE INDEX response_templates_one_active
+        ON response_templates (kind, ifnull(service, '')) WHERE active = 1;
+    -- A saved version never changes and is never removed; only its `active` flag moves.
+    CREATE TRIGGER response_templates_immutable
+        BEFORE UPDATE OF kind, service, version, body, saved_by, saved_key_id, created_at
+        ON response_templates
+        BEGIN SELECT RAISE(ABORT, 'template versions are immutable'); END;
+    CREATE TRIGGER response_templates_kept
+        BEFORE DELETE ON response_templates
+        BEGIN SELECT RAISE(ABORT, 'template versions are never deleted'); END;
+
+    ALTER TABLE drafts ADD COLUMN template_service TEXT;
+    -- The text staff approved when they changed it, with placeholders like `text`.
+    ALTER TABLE drafts ADD COLUMN edited_text TEXT;
+    ALTER TABLE drafts ADD COLUMN reject_reason TEXT;
+    -- The key name at review time and its id.
+    ALTER TABLE drafts ADD COLUMN reviewed_by TEXT;
+    ALTER TABLE drafts ADD COLUMN reviewed_key_id INTEGER;
+    ALTER TABLE drafts ADD COLUMN reviewed_at TEXT;
+    CREATE INDEX drafts_status ON drafts (status, id);
+    -- The drafted text stays as the template produced it; an edit goes to `edited_text`.
+    CREATE TRIGGER drafts_original_kept
+        BEFORE UPDATE OF text ON drafts
+        BEGIN SELECT RAISE(ABORT, 'the drafted text is kept as drafted'); END;
+
+    -- Approved replies in approval order. AUTOINCREMENT never reuses an id, so the id is a
+    -- polling cursor that neither skips nor repeats a reply.
+    CREATE TABLE replies (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        draft_id INTEGER NOT NULL UNIQUE REFERENCES drafts (id) ON DELETE CASCADE,
+        lead_id INTEGER NOT NULL REFERENCES leads (id) ON DELETE CASCADE,
+        -- With placeholders; values are filled in only when the reply is sent or shown.
+        text TEXT NOT NULL,
+        edited INTEGER NOT NULL,
+        approved_at TEXT NOT NULL
+    );
+    CREATE TABLE webhook_deliveries (
+        reply_id INTEGER PRIMARY KEY REFERENCES replies (id) ON DELETE CASCADE,
+        -- pending, delivered or failed.
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        -- Unix time in milliseconds of the next attempt while pending.
+        next_attempt_ms INTEGER NOT NULL,
+        -- The HTTP status of the last attempt, NULL when no response came.
+        last_status INTEGER,
+        last_error TEXT,
+        delivered_at TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX webhook_deliveries_due ON webhook_deliveries (status, next_attempt_ms);
+    -- Signed-in staff page sessions; the cookie holds the token, the table its SHA-256.
+    CREATE TABLE ui_sessions (
+        token_sha256 TEXT PRIMARY KEY,
+        key_id INTEGER NOT NULL REFERENCES api_keys (id),
+        csrf_token TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        -- Unix time in seconds.
+        expires_at INTEGER NOT NULL
+    );
+    "#,
+    // 4: the journal's actor role, subject and field list, pseudonymous subjects, scheduled
+    // erasures and destruction acts.
+    r#"
+    -- `role` is the role of `key_id`, or `system` or `cli` for actions without a key.
+    ALTER TABLE journal ADD COLUMN role TEXT;
+    ALTER TABLE journal ADD COLUMN subject_id INTEGER;
+    -- JSON list of the names of the personal-data fields read or changed, never their values.
+    ALTER TABLE journal ADD COLUMN personal_fields TEXT NOT NULL DEFAULT '[]';
+    CREATE INDEX journal_at ON journal (at);
+    CREATE INDEX journal_lead ON journal (lead_id);
+    CREATE INDEX journal_subject ON journal (subject_id);
+    -- One row while a retention batch runs, inside its transaction. Journal rows older than
+    -- `journal_cutoff` may then be deleted, and consent events of a subject and purpose whose
+    -- latest event is a withdrawal before `consent_cutoff`. No committed transaction leaves a
+    -- row here.
+    CREATE TABLE retention_window (
+        single INTEGER PRIMARY KEY CHECK (single = 1),
+        journal_cutoff TEXT,
+        consent_cutoff TEXT
+    );
+    CREATE TRIGGER journal_no_update BEFORE UPDATE ON journal
+    BEGIN
+        SELECT RAISE(ABORT, 'the journal is append-only: rows cannot be changed');
+    END;
+    CREATE TRIGGER journal_no_delete BEFORE DELETE ON journal
+    WHEN NOT EXISTS (SELECT 1 FROM retention_window
+                     WHERE journal_cutoff IS NOT NULL
+                       AND julianday(OLD.at) < julianday(journal_cutoff))
+    BEGIN
+        SELECT RAISE(ABORT, 'the journal is append-only: only the retention job deletes rows past their term');
+    END;
+    DROP TRIGGER consent_log_no_delete;
+    CREATE TRIGGER consent_log_no_delete BEFORE DELETE ON consent_log
+    WHEN NOT EXISTS (
+        SELECT 1 FROM retention_window w, consent_log latest
+        WHERE w.consent_cutoff IS NOT NULL
+          AND latest.id = (SELECT max(id) FROM consent_log m
+                           WHERE m.subject_kind = OLD.subject_kind AND m.subject = OLD.subject
+                             AND m.purpose = OLD.purpose)
+          AND latest.event = 'withdrawn'
+          AND julianday(latest.at) < julianday(w.consent_cutoff))
+    BEGIN
+        SELECT RAISE(ABORT, 'the consent log is append-only: only the retention job deletes events past their term');
+    END;
+    -- The hashes of consent events the retention job deleted, so that the chain check
+    -- (store/consent.rs) still links the rows left across the gap. Rows are added only
+    -- inside a retention window and never change or go.
+    CREATE TABLE consent_log_pruned (
+        id INTEGER PRIMARY KEY,
+        prev_sha256 TEXT NOT NULL,
+        sha256 TEXT NOT NULL,
+        pruned_at TEXT NOT NULL
+    );
+    CREATE TRIGGER consent_log_pruned_only_retention BEFORE INSERT ON consent_log_pruned
+    WHEN NOT EXISTS (SELECT 1 FROM retention_window WHERE consent_cutoff IS NOT NULL)
+    BEGIN
+        SELECT RAISE(ABORT, 'only the retention job records pruned consent events');
+    END;
+    CREATE TRIGGER consent_log_pruned_no_update BEFORE UPDATE ON consent_log_pruned
+    BEGIN
+        SELECT RAISE(ABORT, 'pruned consent events cannot be changed');
+    END;
+    CREATE TRIGGER consent_log_pruned_no_delete BEFORE DELETE ON consent_log_pruned
+    BEGIN
+        SELECT RAISE(ABORT, 'pruned consent events cannot be deleted');
+    END;
+    -- Pseudonymous ids of data subjects, so that the journal and destruction acts can name a
+    -- subject without holding the phone, e-mail or handle. `value` is set to NULL when the
+    -- subject's data is erased; the id stays.
+    CREATE TABLE subjects (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('phone', 'email', 'handle')),
+        value TEXT,
+        created_at TEXT NOT NULL,
+        erased_at TEXT
+    );
+    CREATE UNIQUE INDEX subjects_value ON subjects (kind, value) WHERE value IS NOT NULL;
+    -- Erasures due at a later date, such as the one a withdrawal of consent schedules.
+    CREATE TABLE erasure_requests (
+        id INTEGER PRIMARY KEY,
+        subject_id INTEGER NOT NULL REFERENCES subjects (id),
+        -- Why the erasure is due, such as `consent_withdrawn`.
+        reason TEXT NOT NULL,
+        requested_at TEXT NOT NULL,
+        -- The erasure covers what was stored before this time, such as the withdrawal.
+        data_before TEXT NOT NULL,
+        due_at TEXT NOT NULL,
+        done_at TEXT,
+        act_id INTEGER
+    );
+    CREATE INDEX erasure_requests_due ON erasure_requests (due_at) WHERE done_at IS NULL;
+    -- When a lead's text, mapping and draft were removed and only its statistics kept.
+    ALTER TABLE leads ADD COLUMN anonymised_at TEXT;
+    -- A destruction act: what was destroyed, whose, when, how and by which rule. It holds
+    -- ids and category names, never the destroyed values.
+    CREATE TABLE destruction_acts (
+        id INTEGER PRIMARY KEY,
+        -- `retention` (the scheduled job) or `subject_erase` (a request of the subject).
+        kind TEXT NOT NULL CHECK (kind IN ('retention', 'subject_erase')),
+        operator TEXT NOT NULL,
+        -- Who ran it: `retention job`, `command line`, or `key N (admin)`.
+        performed_by TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        -- NULL while the run goes on or after it was interrupted; a later run continues it.
+        completed_at TEXT
+    );
+    CREATE TABLE destruction_act_items (
+        id INTEGER PRIMARY KEY,
+        act_id INTEGER NOT NULL REFERENCES destruction_acts (id),
+        at TEXT NOT NULL,
+        -- The rule's name, such as `leads_term`, and its text, such as "leads older than 365 days".
+        rule TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        -- What was destroyed: `leads`, `drafts`, `journal`, `consent_log` or `subjects`.
+        category TEXT NOT NULL,
+        -- JSON list of the categories of personal data, such as ["message text", "PHONE"].
+        data_categories TEXT NOT NULL,
+        method TEXT NOT NULL CHECK (method IN ('deleted', 'anonymised')),
+        -- JSON lists of ids; `record_ids` are ids of rows that belong to no lead, such as
+        -- journal rows.
+        lead_ids TEXT NOT NULL,
+        subject_ids TEXT NOT NULL,
+        record_ids TEXT NOT NULL,
+        count INTEGER NOT NULL
+    );
+    CREATE INDEX destruction_act_items_act ON destruction_act_items (act_id);
+    CREATE TRIGGER destruction_acts_no_update
+    BEFORE UPDATE OF id, kind, operator, performed_by, started_at ON destruction_acts
+    BEGIN
+        SELECT RAISE(ABORT, 'a destruction act cannot be changed');
+    END;
+    CREATE TRIGGER destruction_acts_complete_once
+    BEFORE UPDATE OF completed_at ON destruction_acts WHEN OLD.completed_at IS NOT NULL
+    BEGIN
+        SELECT RAISE(ABORT, 'a completed destruction act cannot be changed');
+    END;
+    CREATE TRIGGER destruction_acts_no_delete BEFORE DELETE ON destruction_acts
+    BEGIN
+        SELECT RAISE(ABORT, 'a destruction act cannot be deleted');
+    END;
+    CREATE TRIGGER destruction_act_items_no_update BEFORE UPDATE ON destruction_act_items
+    BEGIN
+        SELECT RAISE(ABORT, 'a destruction act cannot be changed');
+    END;
+    CREATE TRIGGER destruction_act_items_no_delete BEFORE DELETE ON destruction_act_items
+    BEGIN
+        SELECT RAISE(ABORT, 'a destruction act cannot be deleted');
+    END;
+    "#,
 ];
 
 /// Applies the migrations the database lacks and returns the schema version.

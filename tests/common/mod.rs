@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod server;
+pub mod ui;
 
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, OnceLock};

@@ -40,8 +40,15 @@ pub fn leadgate() -> Command {
         "LEADGATE_REQUEST_TIMEOUT_MS",
         "LEADGATE_RATE_PER_MINUTE",
         "LEADGATE_RATE_BURST",
+        "LEADGATE_WEBHOOK_TOKEN",
+        "LEADGATE_NOW",
     ] {
         command.env_remove(name);
+    }
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("LEADGATE_RETENTION_") {
+            command.env_remove(name);
+        }
     }
     command
 }
@@ -60,8 +67,16 @@ impl Server {
     /// Creates a bot key on `db`, then starts `leadgate serve` on it with SmolLM2 and
     /// `extra_args`.
     pub fn start(db: &Path, extra_args: &[&str]) -> Server {
+        Server::start_with_env(db, extra_args, &[])
+    }
+
+    /// Creates a bot key on `db`, then starts `leadgate serve` with extra environment
+    /// variables, such as `LEADGATE_NOW`.
+    pub fn start_with_env(db: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Server {
         let (_, bot) = create_key(db, "bot", "test bot");
-        let mut server = Server::start_command(db, extra_args, leadgate());
+        let mut command = leadgate();
+        command.envs(env.iter().copied());
+        let mut server = Server::start_command(db, extra_args, command);
         server.bot = Some(bot);
         server
     }
@@ -220,11 +235,19 @@ pub struct Keyed {
 
 impl Keyed {
     pub fn start(db: &Path, extra_args: &[&str]) -> Keyed {
+        Keyed::start_with_env(db, extra_args, &[])
+    }
+
+    /// Makes the keys, then starts the server with extra environment variables.
+    pub fn start_with_env(db: &Path, extra_args: &[&str], env: &[(&str, &str)]) -> Keyed {
         let (_, staff) = create_key(db, "staff", "test staff");
         let (_, admin) = create_key(db, "admin", "test admin");
-        let server = Server::start(db, extra_args);
+        let server = Server::start_with_env(db, extra_args, env);
         Keyed {
-            bot: server.bot.clone().expect("Server::start makes a bot key"),
+            bot: server
+                .bot
+                .clone()
+                .expect("Server::start_with_env makes a bot key"),
             server,
             db: db.to_path_buf(),
             staff,
