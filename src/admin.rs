@@ -86,13 +86,13 @@ pub fn keys(command: KeysCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::List { db } => {
-            let (_, store) = db.open()?;
+            let (_, store) = db.open_existing()?;
             let keys = store.call_blocking(|conn| stored_keys::list_keys(conn))?;
             println!("{}", serde_json::to_string_pretty(&keys)?);
             Ok(ExitCode::SUCCESS)
         }
         KeysCommand::Revoke { db, id } => {
-            let (_, store) = db.open()?;
+            let (_, store) = db.open_existing()?;
             match store.call_blocking(|conn| stored_keys::revoke_key(conn, id))? {
                 Revoked::Now => eprintln!("key {id} revoked"),
                 Revoked::Already => eprintln!("key {id} was already revoked"),
@@ -162,7 +162,7 @@ pub fn consent(command: ConsentCommand) -> anyhow::Result<ExitCode> {
     match command {
         ConsentCommand::Texts(command) => texts(command),
         ConsentCommand::Log { db } => {
-            let (_, store) = db.open()?;
+            let (_, store) = db.open_existing()?;
             let mut stdout = std::io::stdout().lock();
             store.call_blocking(|conn| {
                 stored_consent::read_log(conn, |record| {
@@ -180,7 +180,7 @@ pub fn consent(command: ConsentCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         ConsentCommand::Verify { db } => {
-            let (_, store) = db.open()?;
+            let (_, store) = db.open_existing()?;
             let report = store.call_blocking(|conn| stored_consent::verify_chain(conn))?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             if let Some(error) = &report.error {

@@ -198,6 +198,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
              the network unencrypted; set tls.cert and tls.key"
         );
     }
+    if tracing::enabled!(target: "leadgate::prompt", tracing::Level::TRACE) {
+        tracing::warn!(
+            "the log includes the redacted text of every lead (target leadgate::prompt at \
+             trace level), which may still hold health details or a missed identifier; use \
+             it only for debugging"
+        );
+    }
     let key = database_key(&settings)?;
     let pipeline = start_pipeline(settings, &db, &key)?;
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()

@@ -110,6 +110,23 @@ impl DbArgs {
         let store = open_store(&settings, &settings.db, &key)?;
         Ok((settings, store))
     }
+
+    /// Opens the database like [`DbArgs::open`], but fails when the file does not exist.
+    /// Commands that report or erase use it, so that a misspelt `--db` is an error rather
+    /// than a new, empty database that reports no data.
+    pub fn open_existing(&self) -> anyhow::Result<(Settings, Store)> {
+        let settings = self.load()?;
+        if !settings.db.exists() {
+            anyhow::bail!(
+                "database {} does not exist; check --db, LEADGATE_DB or `db` in the \
+                 configuration",
+                settings.db.display()
+            );
+        }
+        let key = database_key(&settings)?;
+        let store = open_store(&settings, &settings.db, &key)?;
+        Ok((settings, store))
+    }
 }
 
 #[derive(Debug, Args)]

@@ -34,6 +34,29 @@ fn phone_next_to_price() {
 }
 
 #[test]
+fn phones_with_lookalike_separators() {
+    let cases = [
+        ("тел. +7 917 555\u{2011}44\u{2011}22", "+79175554422"),
+        ("тел. +7\u{202F}917\u{202F}555 44 22", "+79175554422"),
+        (
+            "тел. \u{FF0B}\u{FF17} 917 555\u{2013}44\u{2013}22",
+            "+79175554422",
+        ),
+        ("тел. 8 917 555\u{200B}44 22", "+79175554422"),
+    ];
+    for (text, e164) in cases {
+        let result = redact(text);
+        assert_eq!(result.text, "тел. [PHONE_1]", "{text:?}");
+        assert_eq!(result.spans.len(), 1, "{text:?}");
+        assert_eq!(
+            result.spans[0].normalized.as_deref(),
+            Some(e164),
+            "{text:?}"
+        );
+    }
+}
+
+#[test]
 fn date_time_is_not_phone() {
     let text = "запишите на 16.03.2024 в 12:30, пожалуйста";
     assert!(redact(text).spans.is_empty());

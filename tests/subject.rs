@@ -214,6 +214,13 @@ fn export_then_erase_subject() {
     assert_eq!(report["found"], true);
     assert_eq!(report["lead_ids"], json!([first, second]));
     assert_eq!(report["subject_id"], subject_id);
+    // The erase empties the write-ahead log, so the old pages do not stay in the -wal file.
+    let wal = dir.path().join("subject.db-wal");
+    let wal_bytes = std::fs::metadata(&wal).map_or(0, |m| m.len());
+    assert_eq!(
+        wal_bytes, 0,
+        "the write-ahead log still holds pages after the erase"
+    );
     let act_id = report["act_id"].as_i64().expect("an act");
     let (status, act, _) = call(
         server,
@@ -359,6 +366,25 @@ fn subject_cli_erase_is_idempotent() {
         );
         serde_json::from_slice::<Value>(&output.stdout).unwrap()
     };
+    // A misspelt --db is an error, not a new empty database that holds nothing.
+    let missing = leadgate()
+        .args(["subject", "export", "--handle", "@Nobody_Here", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(!missing.status.success(), "a missing database was accepted");
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    assert!(!db.exists(), "the missing database was created");
+    let created = leadgate()
+        .args([
+            "keys", "create", "--role", "admin", "--name", "setup", "--db",
+        ])
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "keys create failed");
+
     let report = run(&["subject", "erase", "--handle", "@Nobody_Here"]);
     assert_eq!(report["found"], false);
     let export = run(&["subject", "export", "--handle", "nobody_here"]);

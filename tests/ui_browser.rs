@@ -91,10 +91,10 @@ fn post_lead(server: &Server, key: &str, external_id: &str, text: &str) {
     assert_eq!(answer["status"], "pending_review", "{answer}");
 }
 
-/// Waits until a submitted form has led to a page with a notice or an error, and returns
-/// that page's source.
-async fn page_after_submit(browser: &fantoccini::Client) -> Result<String, String> {
-    let deadline = Instant::now() + Duration::from_secs(20);
+/// Waits until a submitted form has led to a page that contains `expected` or an error,
+/// and returns that page's source.
+async fn page_after_submit(browser: &fantoccini::Client, expected: &str) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let url = browser
             .current_url()
@@ -104,7 +104,9 @@ async fn page_after_submit(browser: &fantoccini::Client) -> Result<String, Strin
             .source()
             .await
             .map_err(|e| format!("read the page: {e}"))?;
-        if url.query().is_some_and(|q| q.contains("done=")) || page.contains("class=\"error\"") {
+        // The page before the click may still be shown, with an older `done=`, so wait for
+        // this form's own confirmation or an error.
+        if page.contains(expected) || page.contains("class=\"error\"") {
             return Ok(page);
         }
         if Instant::now() > deadline {
@@ -257,7 +259,7 @@ async fn drive(
         .await
         .map_err(step("approve"))?;
 
-    let page = page_after_submit(browser).await?;
+    let page = page_after_submit(browser, "Ответ одобрен и передан боту").await?;
     if !page.contains("Ответ одобрен и передан боту") {
         return Err("no confirmation of the first approval".to_string());
     }
@@ -287,7 +289,7 @@ async fn drive(
         .click()
         .await
         .map_err(step("approve the edit"))?;
-    let page = page_after_submit(browser).await?;
+    let page = page_after_submit(browser, "Исправленный ответ одобрен").await?;
     let title = browser.title().await.map_err(step("read the title"))?;
     if !page.contains("Исправленный ответ одобрен") {
         let error = browser.find(Locator::Css(".error")).await.ok();

@@ -128,7 +128,7 @@ pub fn retention(command: RetentionCommand) -> anyhow::Result<ExitCode> {
                     crate::clock::parse(now).with_context(|| format!("invalid --now `{now}`"))?;
                 crate::clock::fix(at)?;
             }
-            let (settings, store) = db.open()?;
+            let (settings, store) = db.open_existing()?;
             let now = crate::clock::now();
             // The spinner draws only when standard error is a terminal.
             let bar = indicatif::ProgressBar::new_spinner();
@@ -145,7 +145,7 @@ pub fn retention(command: RetentionCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         RetentionCommand::Acts { db, id, text } => {
-            let (_, store) = db.open()?;
+            let (_, store) = db.open_existing()?;
             let list = match id {
                 Some(id) => {
                     let act = store.call_blocking(|conn| acts::load(conn, id))?;
@@ -175,7 +175,7 @@ pub fn subject(command: SubjectCommand) -> anyhow::Result<ExitCode> {
     match command {
         SubjectCommand::Export { db, subject } => {
             let subject = subject.subject()?;
-            let (_, store) = db.open()?;
+            let (_, store) = db.open_existing()?;
             let export =
                 super::with_store(&store, |conn| requests::export(conn, &subject, Actor::Cli))?;
             println!("{}", serde_json::to_string_pretty(&export)?);
@@ -183,7 +183,7 @@ pub fn subject(command: SubjectCommand) -> anyhow::Result<ExitCode> {
         }
         SubjectCommand::Erase { db, subject } => {
             let subject = subject.subject()?;
-            let (settings, store) = db.open()?;
+            let (settings, store) = db.open_existing()?;
             let report = super::with_store(&store, |conn| {
                 requests::erase(conn, &subject, Actor::Cli, &settings)
             })?;
@@ -225,7 +225,7 @@ pub fn journal_command(command: JournalCommand) -> anyhow::Result<ExitCode> {
     } = command;
     check_time("--from", &from)?;
     check_time("--to", &to)?;
-    let (_, store) = db.open()?;
+    let (_, store) = db.open_existing()?;
     let stdout = std::io::stdout().lock();
     let mut writer = csv::Writer::from_writer(stdout);
     writer.write_record(CSV_HEADER)?;

@@ -371,6 +371,9 @@ pub fn erase(
         acts::complete(&tx, act_id)?;
     }
     tx.commit()?;
+    if report.found {
+        crate::store::key::checkpoint_after_erase(conn);
+    }
     Ok(report)
 }
 

@@ -524,6 +524,10 @@ pub fn run(
     }
     if let Some(act_id) = run.act_id {
         store.call_blocking(|conn| acts::complete(conn, act_id))?;
+        store.call_blocking(|conn| {
+            crate::store::key::checkpoint_after_erase(conn);
+            Ok::<_, crate::store::StoreError>(())
+        })?;
     }
     Ok(RunReport {
         dry_run,

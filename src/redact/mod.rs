@@ -14,6 +14,7 @@ mod birthdate;
 mod contact;
 pub mod eval;
 mod health;
+mod lookalike;
 mod names;
 mod numbers;
 mod numwords;
@@ -310,10 +311,13 @@ fn add_unseen(redaction: &mut Redaction, text: &str, known: &KnownValue) -> Stri
     placeholder
 }
 
-fn redact_with(text: &str, extra: Vec<Detection>) -> Redaction {
+fn redact_with(original: &str, extra: Vec<Detection>) -> Redaction {
+    // The detectors run on the folded text; their spans are mapped back to the original.
+    let folded = lookalike::fold(original);
+    let text: &str = &folded.text;
     let mut fold_buffer = String::new();
     let tokens = text::tokenize(text, &mut fold_buffer);
-    let mut found = extra;
+    let mut found = Vec::new();
     // Digit-based regexes are skipped for texts without digits, which saves a full scan each.
     let has_digits = tokens.iter().any(|t| t.kind == text::TokenKind::Number);
     phone::detect(text, &tokens, has_digits, &mut found);
@@ -326,6 +330,12 @@ fn redact_with(text: &str, extra: Vec<Detection>) -> Redaction {
     plate::detect(text, &tokens, &mut found);
     person::detect(text, &tokens, &mut found);
     found.retain(|d| d.start < d.end && d.end <= text.len());
+    for detection in &mut found {
+        detection.start = folded.original(detection.start);
+        detection.end = folded.original(detection.end);
+    }
+    found.extend(extra);
+    let text = original;
 
     let spans = assign_placeholders(text, resolve_overlaps(found));
     let (redacted, mapping) = apply(text, &spans);

@@ -82,6 +82,23 @@ pub fn open_connection(
     Ok(conn)
 }
 
+/// Copies the write-ahead log into the database file and empties the log, so that erased
+/// values do not linger in the `-wal` file until SQLite's next automatic checkpoint. A
+/// reader on an old snapshot keeps the log from being emptied. The function then
+/// logs it and returns, and a later checkpoint finishes the job.
+pub fn checkpoint_after_erase(conn: &Connection) {
+    let result = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
+        row.get::<_, i64>(0)
+    });
+    match result {
+        Ok(0) => {}
+        Ok(_) => {
+            tracing::info!("the write-ahead log is in use; it is emptied at a later checkpoint")
+        }
+        Err(error) => tracing::warn!(%error, "checkpoint after an erase failed"),
+    }
+}
+
 /// Reads the schema, which decrypts the first page: SQLCipher reports a wrong key
 /// only at that moment, as "file is not a database".
 pub(crate) fn verify_key(conn: &Connection) -> Result<(), StoreError> {
