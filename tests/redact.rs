@@ -57,6 +57,15 @@ fn phones_with_lookalike_separators() {
 }
 
 #[test]
+fn health_term_after_em_dash() {
+    let text = "Здравствуйте \u{2014} у меня аллергия";
+    let result = redact(text);
+    assert_eq!(result.health_terms.len(), 1);
+    let term = &result.health_terms[0];
+    assert_eq!(&text[term.start..term.end], "аллергия");
+}
+
+#[test]
 fn date_time_is_not_phone() {
     let text = "запишите на 16.03.2024 в 12:30, пожалуйста";
     assert!(redact(text).spans.is_empty());

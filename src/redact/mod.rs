@@ -339,7 +339,11 @@ fn redact_with(original: &str, extra: Vec<Detection>) -> Redaction {
 
     let spans = assign_placeholders(text, resolve_overlaps(found));
     let (redacted, mapping) = apply(text, &spans);
-    let health_terms = health::detect(&tokens);
+    let mut health_terms = health::detect(&tokens);
+    for term in &mut health_terms {
+        term.start = folded.original(term.start);
+        term.end = folded.original(term.end);
+    }
     Redaction {
         text: redacted,
         spans,
