@@ -100,7 +100,7 @@ pub struct AppState {
         error::ErrorBody,
         subjects::EraseRequest
     )),
-    modifiers(&SecuritySchemes)
+    modifiers(&SecuritySchemes, &CommonErrors)
 )]
 struct ApiDoc;
 
@@ -124,6 +124,54 @@ impl utoipa::Modify for SecuritySchemes {
             "api_key_header",
             SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))),
         );
+    }
+}
+
+/// Adds to every `/v1/` operation the error answers that any keyed request may get, where
+/// its own description does not list them.
+struct CommonErrors;
+
+impl utoipa::Modify for CommonErrors {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
+        const COMMON: [(&str, &str); 5] = [
+            (
+                "400",
+                "An invalid path or query parameter, or a malformed body",
+            ),
+            ("401", "No key, or an unknown or revoked one"),
+            ("403", "The key's role may not use this endpoint"),
+            ("422", "A value that breaks a rule of the request"),
+            (
+                "429",
+                "The key is over its rate limit; retry after `Retry-After` seconds",
+            ),
+        ];
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/v1/") {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for (code, description) in COMMON {
+                    let responses = &mut operation.responses.responses;
+                    responses.entry(code.to_string()).or_insert_with(|| {
+                        let body = Content::new(Some(Ref::from_schema_name("ErrorBody")));
+                        RefOr::T(
+                            ResponseBuilder::new()
+                                .description(description)
+                                .content("application/json", body)
+                                .build(),
+                        )
+                    });
+                }
+            }
+        }
     }
 }
 
