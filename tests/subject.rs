@@ -366,7 +366,7 @@ fn subject_cli_erase_is_idempotent() {
         );
         serde_json::from_slice::<Value>(&output.stdout).unwrap()
     };
-    // A misspelt --db is an error, not a new empty database that holds nothing.
+    // A misspelt --db is an error, not a new empty database that reports no data.
     let missing = leadgate()
         .args(["subject", "export", "--handle", "@Nobody_Here", "--db"])
         .arg(&db)

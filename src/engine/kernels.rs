@@ -231,7 +231,7 @@ pub struct QuantMatrix {
 
 impl QuantMatrix {
     /// Creates the matrix from data stored row after row, as in a GGUF file. Returns `None`
-    /// unless `cols` is a multiple of 32 and `data` holds exactly `rows` rows.
+    /// unless `cols` is a multiple of 32 and `data` contains exactly `rows` rows.
     pub fn new(format: Format, rows: usize, cols: usize, data: &[u8]) -> Option<Self> {
         let row_bytes = cols / BLOCK * format.bytes();
         if !cols.is_multiple_of(BLOCK) || data.len() != rows * row_bytes {

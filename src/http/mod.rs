@@ -127,7 +127,7 @@ impl utoipa::Modify for SecuritySchemes {
     }
 }
 
-/// Adds to every `/v1/` operation the error answers that any keyed request may get, where
+/// Adds to every `/v1/` operation the error responses that any keyed request may get, where
 /// its own description does not list them.
 struct CommonErrors;
 

@@ -590,7 +590,8 @@ pub struct Stopped {
 /// qualified become `consent_required` and lose their redaction mapping, and drafts waiting
 /// for review become `consent_withdrawn`.
 ///
-/// NOTE: qualified leads keep their data until a retention run destroys it.
+/// NOTE: qualified leads keep their data until a retention run destroys it, and their own
+/// status stays `pending_review` although their draft becomes `consent_withdrawn`.
 pub fn stop_subject(
     tx: &Transaction<'_>,
     subject_kind: &str,

@@ -84,8 +84,8 @@ pub fn open_connection(
 
 /// Copies the write-ahead log into the database file and empties the log, so that erased
 /// values do not linger in the `-wal` file until SQLite's next automatic checkpoint. A
-/// reader on an old snapshot keeps the log from being emptied. The function then
-/// logs it and returns, and a later checkpoint finishes the job.
+/// reader on an old snapshot keeps the log from being emptied. The function then logs
+/// that and returns, and a later checkpoint finishes the job.
 pub fn checkpoint_after_erase(conn: &Connection) {
     let result = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |row| {
         row.get::<_, i64>(0)
